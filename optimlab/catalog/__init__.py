@@ -1,0 +1,146 @@
+"""The catalogue: every component optimlab provides, its torch twin, and the configurations that
+exercise each constructor argument.
+
+It is the single source read by the parity engine, the tests, the CLI (`python -m optimlab list`) and
+the README table. Adding a component means adding one :class:`Component` to the family file
+(`losses.py`, `optim.py`, `sched.py`) in this package.
+
+Components are named by dotted strings and resolved lazily, so reading the catalogue imports
+nothing heavy and the package never binds torch's implementations at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+FAMILIES = ("losses", "optim", "sched")
+
+# Namespaces in which a component of each family is looked up by name.
+NAMESPACES: dict[str, tuple[str, str]] = {
+    "losses": ("optimlab.nn", "torch.nn"),
+    "optim": ("optimlab.optim", "torch.optim"),
+    "sched": ("optimlab.optim.lr_scheduler", "torch.optim.lr_scheduler"),
+}
+FUNCTIONAL = ("optimlab.nn.functional", "torch.nn.functional")
+
+
+def resolve(dotted: str) -> Any:
+    """Import ``a.b.C`` and return ``C`` (or the module ``a.b`` itself)."""
+    try:
+        return importlib.import_module(dotted)
+    except ModuleNotFoundError:
+        mod, _, attr = dotted.rpartition(".")
+        return getattr(importlib.import_module(mod), attr)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One configuration of a component.
+
+    ``kwargs`` are the constructor arguments (also the functional form's keyword arguments for a loss).
+    ``bitwise`` marks cases where optimlab must equal torch bit for bit (checked with ``==``);
+    other cases use the tolerance table in :mod:`optimlab.parity.tolerances`.
+    ``extra`` holds family-specific settings read by that family's engine (documented there):
+    losses: ``inputs`` (callable ``(gen, dtype, device) -> tuple``), ``grad_args``, ``double_backward``,
+    ``functional``; optim: ``groups``, ``closure``, ``model``, ``lr_tensor``, ``sparse``, ``complex``;
+    sched: ``build`` (callable ``(namespace, optimizer) -> scheduler``), ``optimizer``, ``lrs``,
+    ``metrics``.
+    """
+
+    name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    bitwise: bool = False
+    dtypes: tuple[torch.dtype, ...] = (torch.float64, torch.float32)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.extra.get(key, default)
+
+
+@dataclass(frozen=True)
+class FuzzArg:
+    """A valid range for one argument, turned into a hypothesis strategy by the fuzzer.
+
+    kind: ``"float"`` (lo, hi), ``"logfloat"`` (lo, hi > 0, drawn log-uniformly), ``"int"`` (lo, hi),
+    ``"bool"``, ``"choice"`` (options).
+    """
+
+    kind: str
+    lo: float = 0.0
+    hi: float = 1.0
+    options: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Component:
+    """A catalogued component: ``name`` is the same in optimlab's and torch's namespace."""
+
+    family: str
+    name: str
+    cases: tuple[Case, ...]
+    functional: str | None = None
+    fuzz: Mapping[str, FuzzArg] = field(default_factory=dict)
+    fuzz_base: Case | None = None  # the case whose kwargs/extra the fuzzer starts from
+    note: str = ""
+
+    @property
+    def ours_path(self) -> str:
+        return f"{NAMESPACES[self.family][0]}.{self.name}"
+
+    @property
+    def torch_path(self) -> str:
+        return f"{NAMESPACES[self.family][1]}.{self.name}"
+
+    def ours(self) -> Any:
+        return resolve(self.ours_path)
+
+    def reference(self) -> Any:
+        return resolve(self.torch_path)
+
+    def case(self, name: str) -> Case:
+        for c in self.cases:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no case {name!r}")
+
+
+def _load() -> dict[str, Component]:
+    from . import losses, optim, sched
+
+    out: dict[str, Component] = {}
+    for mod in (losses, optim, sched):
+        for comp in mod.COMPONENTS:
+            key = f"{comp.family}:{comp.name}"
+            if key in out:
+                raise ValueError(f"{key} is catalogued twice")
+            out[key] = comp
+    return out
+
+
+_CATALOGUE: dict[str, Component] | None = None
+
+
+def components(family: str | None = None, names: Callable[[str], bool] | None = None) -> list[Component]:
+    """All catalogued components, optionally of one family and filtered by name."""
+    global _CATALOGUE
+    if _CATALOGUE is None:
+        _CATALOGUE = _load()
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+    return [
+        c
+        for c in _CATALOGUE.values()
+        if (family is None or c.family == family) and (names is None or names(c.name))
+    ]
+
+
+def get(family: str, name: str) -> Component:
+    for c in components(family):
+        if c.name == name:
+            return c
+    raise KeyError(f"no {family} component named {name!r}")

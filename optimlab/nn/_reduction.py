@@ -1,0 +1,73 @@
+"""Reduction of elementwise losses, and torch's legacy ``size_average``/``reduce`` arguments: the one
+place every loss reduces."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def legacy_reduction(size_average: bool | None, reduce: bool | None, emit_warning: bool = True) -> str:
+    """Map the deprecated ``size_average``/``reduce`` pair to a reduction string (warning like torch):
+    ``reduce=False`` → ``'none'``; else ``size_average=False`` → ``'sum'``; else ``'mean'``."""
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    ret = "mean" if (size_average and reduce) else ("sum" if reduce else "none")
+    if emit_warning:
+        warnings.warn(
+            f"size_average and reduce args will be deprecated, please use reduction='{ret}' instead.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return ret
+
+
+def resolve(reduction: str, size_average: bool | None = None, reduce: bool | None = None) -> str:
+    """The effective reduction: the legacy pair wins when either is given (torch's rule)."""
+    if size_average is not None or reduce is not None:
+        return legacy_reduction(size_average, reduce)
+    return check(reduction)
+
+
+def check(reduction: str) -> str:
+    """Validate a reduction string; ``'elementwise_mean'`` is torch's deprecated alias of ``'mean'``."""
+    if reduction == "elementwise_mean":
+        warnings.warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.",
+                      UserWarning, stacklevel=3)
+        return "mean"
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    return reduction
+
+
+def reduce(loss: Tensor, reduction: str, denominator: Tensor | float | None = None) -> Tensor:
+    """``none``: loss; ``sum``: Σ loss; ``mean``: Σ loss / denominator (default: the element count)."""
+    reduction = check(reduction)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if denominator is None:
+        return loss.mean()
+    return loss.sum() / denominator
+
+
+def same_size_or_warn(input: Tensor, target: Tensor) -> None:
+    """torch's warning for an elementwise loss whose target broadcasts against the input."""
+    if target.size() != input.size():
+        warnings.warn(
+            f"Using a target size ({target.size()}) that is different to the input size ({input.size()}). "
+            "This will likely lead to incorrect results due to broadcasting. "
+            "Please ensure they have the same size.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def broadcast(input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Broadcast input and target (raising torch's RuntimeError when they cannot)."""
+    return torch.broadcast_tensors(input, target)

@@ -1,0 +1,57 @@
+"""The parity engine: optimlab's components checked against torch's, one code path per family.
+
+``run_case(component, case, dtype, device, steps)`` dispatches to the family's engine
+(:mod:`.optim`, :mod:`.losses`, :mod:`.sched`); :func:`run_all` walks the catalogue;
+:mod:`.fuzz` draws random hyperparameters with hypothesis. Tolerances: :mod:`.tolerances`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from ..catalog import Case, Component, components
+from .results import CaseResult, failure
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def engine(family: str) -> Any:
+    from . import losses, optim, sched
+
+    return {"losses": losses, "optim": optim, "sched": sched}[family]
+
+
+def run_case(comp: Component, case: Case, dtype: torch.dtype | None, device: str = "cpu",
+             steps: int | None = None, **kw: Any) -> CaseResult:
+    """Run one case; an exception inside the engine becomes a failed result, never a crash."""
+    eng = engine(comp.family)
+    try:
+        if steps is None:
+            return eng.run_case(comp, case, dtype, device, **kw)
+        return eng.run_case(comp, case, dtype, device, steps=steps, **kw)
+    except Exception as e:  # noqa: BLE001 - reported, not raised
+        return failure(comp.family, comp.name, case.name, dtype, device, e)
+
+
+def plan(family: str | None = None, dtypes: list[torch.dtype] | None = None,
+         names: Callable[[str], bool] | None = None) -> list[tuple[Component, Case, torch.dtype | None]]:
+    """Every (component, case, dtype) the report runs. Schedulers have no dtype (Python floats)."""
+    out: list[tuple[Component, Case, torch.dtype | None]] = []
+    for comp in components(family, names):
+        for case in comp.cases:
+            if comp.family == "sched":
+                out.append((comp, case, None))
+                continue
+            for dt in case.dtypes:
+                if dtypes is None or dt in dtypes:
+                    out.append((comp, case, dt))
+    return out
+
+
+def run_all(family: str | None = None, device: str = "cpu", dtypes: list[torch.dtype] | None = None,
+            steps: int | None = None, names: Callable[[str], bool] | None = None) -> Iterator[CaseResult]:
+    for comp, case, dt in plan(family, dtypes, names):
+        yield run_case(comp, case, dt, device, steps if comp.family != "losses" else None)

@@ -1,0 +1,78 @@
+"""Elementwise comparison of optimlab's results with torch's, shared by every family's engine."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .tolerances import Tol, for_dtype
+
+
+@dataclass
+class Diff:
+    """Worst error seen so far: max absolute and relative error, and whether all were in tolerance."""
+
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    ok: bool = True
+    what: str = ""  # the first thing that failed
+
+    def merge(self, other: Diff) -> Diff:
+        self.max_abs = max(self.max_abs, other.max_abs)
+        self.max_rel = max(self.max_rel, other.max_rel)
+        if self.ok and not other.ok:
+            self.ok, self.what = False, other.what
+        return self
+
+
+def tensors(ours: torch.Tensor, ref: torch.Tensor, what: str, bitwise: bool = False, tol: Tol | None = None) -> Diff:
+    """Compare two tensors (shape, dtype, values) under ``tol`` (default: the table for ``ref.dtype``)."""
+    if not isinstance(ours, torch.Tensor) or not isinstance(ref, torch.Tensor):
+        return Diff(ok=False, what=f"{what}: expected tensors, got {type(ours).__name__}/{type(ref).__name__}")
+    if ours.shape != ref.shape:
+        return Diff(ok=False, what=f"{what}: shape {tuple(ours.shape)} != torch's {tuple(ref.shape)}")
+    if ours.dtype != ref.dtype:
+        return Diff(ok=False, what=f"{what}: dtype {ours.dtype} != torch's {ref.dtype}")
+    if ours.is_sparse or ref.is_sparse:
+        ours, ref = ours.to_dense(), ref.to_dense()
+    a, b = ours.detach(), ref.detach()
+    if a.is_complex():
+        a, b = torch.view_as_real(a), torch.view_as_real(b)
+    if not a.is_floating_point():
+        same = bool(torch.equal(a, b))
+        return Diff(ok=same, what="" if same else f"{what}: integer values differ")
+    a64, b64 = a.to(torch.float64).cpu(), b.to(torch.float64).cpu()
+    nan_a, nan_b = a64.isnan(), b64.isnan()
+    if not torch.equal(nan_a, nan_b):
+        return Diff(math.nan, math.nan, False, f"{what}: NaN in different places")
+    both_inf = a64.isinf() & b64.isinf() & (a64 == b64)
+    finite = ~(nan_a | both_inf)
+    if bool((a64.isinf() ^ b64.isinf()).any()):
+        return Diff(math.inf, math.inf, False, f"{what}: inf in different places")
+    err = (a64 - b64).abs()[finite]
+    mag = b64.abs()[finite]
+    max_abs = float(err.max()) if err.numel() else 0.0
+    rel = err / mag.clamp_min(torch.finfo(torch.float64).tiny)
+    max_rel = float(rel.max()) if rel.numel() else 0.0
+    if bitwise:
+        ok = bool((err == 0).all())
+    else:
+        tol = tol or for_dtype(ref.dtype)
+        ok = bool((err <= tol.atol + tol.rtol * mag).all())
+    return Diff(max_abs, max_rel, ok, "" if ok else f"{what}: max abs {max_abs:.3g}, max rel {max_rel:.3g}")
+
+
+def scalars(ours: float, ref: float, what: str, tol: Tol, bitwise: bool = False) -> Diff:
+    """Compare two Python numbers (a scheduler's lr, a returned loss)."""
+    ours, ref = float(ours), float(ref)
+    if math.isnan(ref) or math.isnan(ours):
+        ok = math.isnan(ref) and math.isnan(ours)
+        return Diff(0.0 if ok else math.nan, 0.0 if ok else math.nan, ok, "" if ok else f"{what}: {ours} vs {ref}")
+    if ours == ref:
+        return Diff()
+    err = abs(ours - ref)
+    rel = err / abs(ref) if ref else math.inf
+    ok = (not bitwise) and err <= tol.atol + tol.rtol * abs(ref)
+    return Diff(err, rel, ok, "" if ok else f"{what}: {ours!r} != torch's {ref!r}")

@@ -1,0 +1,132 @@
+"""Loss parity: forward value, input gradients and (float64) double backward for identical inputs.
+
+Both the module (``optimlab.nn.X(**kwargs)``) and, where catalogued, the functional form
+(``optimlab.nn.functional.x(*inputs, **kwargs)``) are compared with torch's.
+
+Case ``extra`` keys: ``inputs`` (callable ``(gen, dtype, device) -> tuple`` of forward arguments),
+``grad_args`` (indices of the arguments to differentiate, default ``(0,)``; non-floating ones are
+ignored), ``double_backward`` (default True: checked in float64), ``functional`` (default True),
+``module`` (default True).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from ..catalog import FUNCTIONAL, Case, Component, resolve
+from . import compare
+from ._common import call_both, dtype_name, fresh
+from .results import CaseResult
+
+
+def _prepare(args: Sequence[Any], grad_args: Sequence[int], device: str) -> list[Any]:
+    out = []
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor):
+            a = a.detach().clone().to(device)
+            if i in grad_args and (a.is_floating_point() or a.is_complex()):
+                a.requires_grad_(True)
+        out.append(a)
+    return out
+
+
+def _grads(out: torch.Tensor, inputs: list[torch.Tensor], go: torch.Tensor, create_graph: bool) -> tuple:
+    return torch.autograd.grad(out, inputs, go, create_graph=create_graph, allow_unused=True)
+
+
+def compare_callables(ours: Callable[..., torch.Tensor], ref: Callable[..., torch.Tensor], args: Sequence[Any],
+                      grad_args: Sequence[int], dtype: torch.dtype, device: str, bitwise: bool,
+                      double_backward: bool, seed: int, label: str) -> compare.Diff:
+    """Forward, backward and double backward of two loss callables on the same inputs."""
+    a_o, a_r = _prepare(args, grad_args, device), _prepare(args, grad_args, device)
+    out_o, out_r, problem, raised = call_both(lambda: ours(*a_o), lambda: ref(*a_r))
+    if problem:
+        return compare.Diff(ok=False, what=f"{label}: {problem}")
+    if raised:
+        return compare.Diff()
+    for a, orig in zip(a_o, args, strict=True):  # the inputs must come back unmodified
+        if isinstance(orig, torch.Tensor) and not torch.equal(a.detach().cpu(), orig.detach().cpu()):
+            if orig.is_floating_point() and torch.equal(a.isnan(), orig.to(a.device).isnan()):
+                continue
+            return compare.Diff(ok=False, what=f"{label}: an input was modified in place")
+    diff = compare.tensors(out_o, out_r, f"{label} forward", bitwise)
+    in_o = [a for a in a_o if isinstance(a, torch.Tensor) and a.requires_grad]
+    in_r = [a for a in a_r if isinstance(a, torch.Tensor) and a.requires_grad]
+    if not in_r or not out_r.requires_grad or not diff.ok:
+        return diff
+    if not out_o.requires_grad:
+        return diff.merge(compare.Diff(ok=False, what=f"{label}: optimlab's output does not require grad"))
+    g = torch.Generator().manual_seed(seed + 1)
+    go = torch.randn(out_r.shape, generator=g, dtype=torch.float64).to(device=device, dtype=out_r.dtype)
+    create = double_backward and dtype == torch.float64
+    gr_o, gr_r = _grads(out_o, in_o, go, create), _grads(out_r, in_r, go, create)
+    for i, (x, y) in enumerate(zip(gr_o, gr_r, strict=True)):
+        if y is None:
+            continue
+        if x is None:
+            x = torch.zeros_like(y)
+        diff.merge(compare.tensors(x, y, f"{label} grad[{i}]", bitwise))
+    if not create or not diff.ok:
+        return diff
+    pairs = [(x, y) for x, y in zip(gr_o, gr_r, strict=True) if y is not None and y.requires_grad]
+    if not pairs:
+        return diff
+    vs = [torch.randn(y.shape, generator=g, dtype=torch.float64).to(device) for _, y in pairs]
+    s_o = sum((x * v).sum() for (x, _), v in zip(pairs, vs, strict=True))
+    s_r = sum((y * v).sum() for (_, y), v in zip(pairs, vs, strict=True))
+    if not s_o.requires_grad:
+        return diff.merge(compare.Diff(ok=False, what=f"{label}: optimlab's gradient is not differentiable"))
+    gg_o = torch.autograd.grad(s_o, in_o, allow_unused=True)
+    gg_r = torch.autograd.grad(s_r, in_r, allow_unused=True)
+    for i, (x, y) in enumerate(zip(gg_o, gg_r, strict=True)):
+        if y is None:
+            continue
+        if x is None:
+            x = torch.zeros_like(y)
+        diff.merge(compare.tensors(x, y, f"{label} grad-grad[{i}]", bitwise))
+    return diff
+
+
+def make_inputs(case: Case, dtype: torch.dtype, device: str, seed: int = 0) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    return tuple(case.extra["inputs"](g, dtype, "cpu"))
+
+
+def run_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu", steps: int | None = None,
+             ours_cls: type | None = None, ref_cls: type | None = None, seed: int = 0,
+             kwargs: dict[str, Any] | None = None, ours_fn: Callable | None = None,
+             ref_fn: Callable | None = None) -> CaseResult:
+    """Compare one loss case (module and functional form). ``steps`` is unused (one evaluation)."""
+    kw = dict(case.kwargs if kwargs is None else kwargs)
+    res = CaseResult("losses", comp.name, case.name, dtype_name(dtype), device, True, kwargs=kw)
+    args = make_inputs(case, dtype, device, seed)
+    grad_args = tuple(case.get("grad_args", (0,)))
+    dbl = bool(case.get("double_backward", True))
+    diff = compare.Diff()
+    pairs: list[tuple[str, Callable, Callable]] = []
+    if case.get("module", True):
+        ours_cls = ours_cls or comp.ours()
+        ref_cls = ref_cls or comp.reference()
+        made = call_both(lambda: ours_cls(**fresh(kw)), lambda: ref_cls(**fresh(kw)))
+        if made[2] or made[3]:
+            res.passed, res.message = made[2] is None, made[2] or "both raise (construction)"
+            return res
+        pairs.append(("module", made[0].to(device), made[1].to(device)))
+    if comp.functional and case.get("functional", True):
+        f_o = ours_fn or resolve(f"{FUNCTIONAL[0]}.{comp.functional}")
+        f_r = ref_fn or resolve(f"{FUNCTIONAL[1]}.{comp.functional}")
+        k_o, k_r = fresh(kw), fresh(kw)
+        for k in (k_o, k_r):
+            for name, v in k.items():
+                if isinstance(v, torch.Tensor):
+                    k[name] = v.to(device)
+        pairs.append(("functional", functools.partial(f_o, **k_o), functools.partial(f_r, **k_r)))
+    for label, o, r in pairs:
+        diff.merge(compare_callables(o, r, args, grad_args, dtype, device, case.bitwise, dbl, seed, label))
+    res.passed, res.max_abs, res.max_rel = diff.ok, diff.max_abs, diff.max_rel
+    res.message = diff.what
+    return res

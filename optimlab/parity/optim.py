@@ -1,0 +1,186 @@
+"""Optimizer parity: torch's optimizer and optimlab's step two identical models in lockstep.
+
+Each step both models see the same batch; gradients come from a real loss (mean squared error of a
+small network). After every step every parameter and every per-parameter state tensor (and the
+param_groups' hyperparameters) are compared; the first step that diverges is reported.
+
+Case ``extra`` keys: ``model`` ("mlp" | "complex" | "sparse" | "rosenbrock"), ``groups`` (a list of
+per-group overrides; parameters are dealt round-robin into the groups), ``lr_tensor`` (pass lr as a
+0-d tensor), ``closure`` (call ``step(closure)`` and compare the losses it returns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..catalog import Case, Component
+from . import compare
+from ._common import call_both, dtype_name, fresh
+from .results import CaseResult
+from .tolerances import for_dtype
+
+DEFAULT_STEPS = 50
+
+
+class _Complex(nn.Module):
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 6, dtype=torch.complex128).to(dtype))
+        self.b = nn.Parameter(torch.randn(4, dtype=torch.complex128).to(dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.view_as_real(x.to(self.w.dtype)[:, :6] @ self.w.T + self.b).flatten(1)
+
+
+class _Rosenbrock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.xy = nn.Parameter(torch.tensor([-1.5, 2.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.xy[0], self.xy[1]
+        return ((1 - a) ** 2 + 100 * (b - a * a) ** 2).reshape(1, 1)
+
+
+def make_model(kind: str, dtype: torch.dtype, device: str, seed: int = 0) -> nn.Module:
+    """A small deterministic model of the given kind; the same seed gives the same weights."""
+    torch.manual_seed(seed)
+    if kind == "mlp":
+        model: nn.Module = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+        model.register_parameter("unused", nn.Parameter(torch.randn(3)))  # never gets a gradient
+    elif kind == "complex":
+        return _Complex(torch.complex128 if dtype == torch.float64 else torch.complex64).to(device)
+    elif kind == "sparse":
+        model = nn.Sequential(nn.Embedding(20, 4, sparse=True))
+    elif kind == "rosenbrock":
+        model = _Rosenbrock()
+    else:
+        raise ValueError(f"unknown model kind {kind!r}")
+    return model.to(device=device, dtype=dtype)
+
+
+def batch(kind: str, step: int, dtype: torch.dtype, device: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (input, target) batch for ``step``, identical for both sides."""
+    g = torch.Generator().manual_seed(seed * 100_003 + step)
+    real = torch.float64 if dtype.is_complex else dtype
+    if kind == "sparse":
+        x = torch.randint(0, 20, (16,), generator=g)
+        y = torch.randn(16, 4, generator=g, dtype=torch.float64).to(real)
+        return x.to(device), y.to(device)
+    x = torch.randn(16, 8, generator=g, dtype=torch.float64).to(real)
+    out = 8 if kind == "complex" else (1 if kind == "rosenbrock" else 4)
+    y = torch.randn(16, out, generator=g, dtype=torch.float64).to(real)
+    return x.to(device), y.to(device)
+
+
+def loss_of(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error, written out (the engine must not lean on torch's loss modules)."""
+    out = model(x)
+    if out.dtype != y.dtype:
+        y = y.to(out.dtype)
+    return ((out - y) ** 2).mean()
+
+
+def param_groups(model: nn.Module, case: Case) -> list[dict[str, Any]] | Any:
+    params = list(model.parameters())
+    groups = case.get("groups")
+    if not groups:
+        return params
+    out = [dict(fresh(over), params=[]) for over in groups]
+    for i, p in enumerate(params):
+        out[i % len(out)]["params"].append(p)
+    return out
+
+
+def build(cls: type, model: nn.Module, case: Case, kwargs: dict[str, Any] | None = None) -> torch.optim.Optimizer:
+    kw = fresh(case.kwargs if kwargs is None else kwargs)
+    if case.get("lr_tensor") and "lr" in kw:
+        kw["lr"] = torch.tensor(kw["lr"], dtype=torch.float64 if kw.get("fused") is None else torch.float32)
+    return cls(param_groups(model, case), **kw)
+
+
+def compare_optimizers(ours: torch.optim.Optimizer, ref: torch.optim.Optimizer, ours_model: nn.Module,
+                       ref_model: nn.Module, bitwise: bool) -> compare.Diff:
+    """Compare parameters, every state entry and the param_groups' hyperparameters."""
+    diff = compare.Diff()
+    for (name, p_o), p_r in zip(ours_model.named_parameters(), ref_model.parameters(), strict=True):
+        diff.merge(compare.tensors(p_o, p_r, f"param {name}", bitwise))
+    s_o, s_r = ours.state_dict(), ref.state_dict()
+    if set(s_o["state"]) != set(s_r["state"]):
+        diff.merge(compare.Diff(ok=False, what=f"state for params {sorted(s_o['state'])} vs {sorted(s_r['state'])}"))
+        return diff
+    for idx, st_r in s_r["state"].items():
+        st_o = s_o["state"][idx]
+        if set(st_o) != set(st_r):
+            diff.merge(compare.Diff(ok=False, what=f"state[{idx}] keys {sorted(st_o)} vs torch's {sorted(st_r)}"))
+            continue
+        for key, v_r in st_r.items():
+            v_o = st_o[key]
+            if isinstance(v_r, torch.Tensor):
+                diff.merge(compare.tensors(v_o, v_r, f"state[{idx}][{key!r}]", bitwise))
+            elif v_o != v_r and not (
+                isinstance(v_r, float) and compare.scalars(v_o, v_r, key, for_dtype(torch.float64)).ok
+            ):
+                diff.merge(compare.Diff(ok=False, what=f"state[{idx}][{key!r}] = {v_o!r}, torch's {v_r!r}"))
+    for i, (g_o, g_r) in enumerate(zip(s_o["param_groups"], s_r["param_groups"], strict=True)):
+        for key, v_r in g_r.items():
+            if key not in g_o:
+                diff.merge(compare.Diff(ok=False, what=f"param_groups[{i}] lacks {key!r}"))
+            elif isinstance(v_r, torch.Tensor):
+                diff.merge(compare.tensors(g_o[key], v_r, f"param_groups[{i}][{key!r}]", bitwise))
+            elif g_o[key] != v_r:
+                diff.merge(compare.Diff(ok=False, what=f"param_groups[{i}][{key!r}] = {g_o[key]!r}, torch's {v_r!r}"))
+    return diff
+
+
+def run_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu", steps: int = DEFAULT_STEPS,
+             ours_cls: type | None = None, ref_cls: type | None = None, seed: int = 0,
+             kwargs: dict[str, Any] | None = None) -> CaseResult:
+    """Run one case in lockstep; ``ours_cls``/``ref_cls`` override the catalogued classes (used by
+    the tests that plant a wrong optimizer)."""
+    ours_cls = ours_cls or comp.ours()
+    ref_cls = ref_cls or comp.reference()
+    kw = dict(case.kwargs if kwargs is None else kwargs)
+    res = CaseResult("optim", comp.name, case.name, dtype_name(dtype), device, True, kwargs=kw)
+    kind = case.get("model", "mlp")
+    m_o, m_r = make_model(kind, dtype, device, seed), make_model(kind, dtype, device, seed)
+    o, r, problem, raised = call_both(lambda: build(ours_cls, m_o, case, kw), lambda: build(ref_cls, m_r, case, kw))
+    if problem or raised:
+        res.passed, res.message = problem is None, problem or "both raise (construction)"
+        return res
+    use_closure = bool(case.get("closure"))
+    diff = compare.Diff()
+    for step in range(1, steps + 1):
+        x, y = batch(kind, step, dtype, device, seed)
+
+        def stepper(opt: torch.optim.Optimizer, model: nn.Module) -> Callable[[], Any]:
+            def closure() -> torch.Tensor:
+                opt.zero_grad()
+                loss = loss_of(model, x, y)
+                loss.backward()
+                return loss
+
+            if use_closure:
+                return lambda: opt.step(closure)
+            closure()
+            return lambda: (opt.step(), None)[1]
+
+        l_o, l_r, problem, raised = call_both(stepper(o, m_o), stepper(r, m_r))
+        step_diff = compare.Diff(ok=problem is None, what=problem or "")
+        if not raised and use_closure:
+            step_diff.merge(compare.tensors(l_o, l_r, "closure loss", case.bitwise))
+        if not raised:
+            step_diff.merge(compare_optimizers(o, r, m_o, m_r, case.bitwise))
+        diff.merge(step_diff)
+        if not diff.ok or raised:
+            res.first_bad_step = step if not diff.ok else None
+            break
+    res.passed, res.max_abs, res.max_rel = diff.ok, diff.max_abs, diff.max_rel
+    res.message = diff.what if not diff.ok else ""
+    if res.first_bad_step is not None:
+        res.message = f"step {res.first_bad_step}: {res.message}"
+    return res

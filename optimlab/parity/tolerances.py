@@ -1,0 +1,40 @@
+"""The tolerance table: the one place where "equal to torch" is given a number.
+
+A value ``ours`` matches torch's ``ref`` when, elementwise, ``|ours - ref| <= atol + rtol * |ref|``
+(NaN matches NaN, ±inf matches the same inf). Cases marked ``bitwise`` in the catalogue must instead
+be identical (``torch.equal`` up to NaN positions).
+
+* Tensors: by dtype, below. float64/float32 rtol follow the rounding of a few dozen dependent ops;
+  bfloat16/float16 keep 8/11 mantissa bits, so a one-ulp difference in an intermediate is ~4e-3/5e-4.
+* Schedulers compare Python floats (float64) after every step at ``SCHED`` (issue 5: rel 1e-12,
+  abs 1e-15 near zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Tol:
+    rtol: float
+    atol: float
+
+
+TENSOR: dict[torch.dtype, Tol] = {
+    torch.float64: Tol(rtol=1e-10, atol=1e-12),
+    torch.float32: Tol(rtol=1e-5, atol=1e-6),
+    torch.bfloat16: Tol(rtol=1.6e-2, atol=1e-3),
+    torch.float16: Tol(rtol=2e-3, atol=1e-4),
+}
+TENSOR[torch.complex128] = TENSOR[torch.float64]
+TENSOR[torch.complex64] = TENSOR[torch.float32]
+
+SCHED = Tol(rtol=1e-12, atol=1e-15)
+
+
+def for_dtype(dtype: torch.dtype) -> Tol:
+    """The tolerance for values of ``dtype`` (integer/bool values must match exactly)."""
+    return TENSOR.get(dtype, Tol(0.0, 0.0))
