@@ -2,8 +2,8 @@
 exercise each constructor argument.
 
 It is the single source read by the parity engine, the tests, the CLI (`python -m optimlab list`) and
-the README table. Adding a component means adding one :class:`Component` to the family file
-(`losses.py`, `optim.py`, `sched.py`) in this package.
+the README table. Adding a component means adding one :class:`Component` to the ``COMPONENTS`` list of a file in
+this package (one file per family or sub-family; every module here is collected).
 
 Components are named by dotted strings and resolved lazily, so reading the catalogue imports
 nothing heavy and the package never binds torch's implementations at import time.
@@ -87,14 +87,19 @@ class Component:
     fuzz: Mapping[str, FuzzArg] = field(default_factory=dict)
     fuzz_base: Case | None = None  # the case whose kwargs/extra the fuzzer starts from
     note: str = ""
+    namespace: tuple[str, str] | None = None  # (ours, torch's) when not the family's, e.g. swa_utils
+
+    @property
+    def namespaces(self) -> tuple[str, str]:
+        return self.namespace or NAMESPACES[self.family]
 
     @property
     def ours_path(self) -> str:
-        return f"{NAMESPACES[self.family][0]}.{self.name}"
+        return f"{self.namespaces[0]}.{self.name}"
 
     @property
     def torch_path(self) -> str:
-        return f"{NAMESPACES[self.family][1]}.{self.name}"
+        return f"{self.namespaces[1]}.{self.name}"
 
     def ours(self) -> Any:
         return resolve(self.ours_path)
@@ -110,11 +115,13 @@ class Component:
 
 
 def _load() -> dict[str, Component]:
-    from . import losses, optim, sched
+    """Collect ``COMPONENTS`` from every module of this package (one file per family or sub-family)."""
+    import pkgutil
 
     out: dict[str, Component] = {}
-    for mod in (losses, optim, sched):
-        for comp in mod.COMPONENTS:
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        mod = importlib.import_module(f"{__name__}.{info.name}")
+        for comp in getattr(mod, "COMPONENTS", ()):
             key = f"{comp.family}:{comp.name}"
             if key in out:
                 raise ValueError(f"{key} is catalogued twice")
@@ -132,9 +139,10 @@ def components(family: str | None = None, names: Callable[[str], bool] | None = 
         _CATALOGUE = _load()
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+    order = {f: i for i, f in enumerate(FAMILIES)}
     return [
         c
-        for c in _CATALOGUE.values()
+        for c in sorted(_CATALOGUE.values(), key=lambda c: (order[c.family], c.name))
         if (family is None or c.family == family) and (names is None or names(c.name))
     ]
 

@@ -1,7 +1,9 @@
-"""Loss modules mirroring ``torch.nn``: ``from optimlab import nn`` then ``nn.MSELoss()``."""
+"""Losses mirroring ``torch.nn``: swap ``from torch import nn`` for ``from optimlab import nn``.
+
+Modules live in :mod:`optimlab.nn.modules`, functional forms in :mod:`optimlab.nn.functional`."""
 
 from . import functional
-from .loss import *  # noqa: F401,F403
-from .loss import __all__ as _losses
+from .modules import *  # noqa: F401,F403
+from .modules import __all__ as _modules
 
-__all__ = ["functional", *_losses]
+__all__ = ["functional", *_modules]

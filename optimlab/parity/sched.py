@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..catalog import NAMESPACES, Case, Component
+from ..catalog import Case, Component
 from . import compare
 from ._common import call_both, fresh
 from .results import CaseResult
@@ -65,7 +65,7 @@ def run_case(comp: Component, case: Case, dtype: torch.dtype | None = None, devi
     lrs = tuple(case.get("lrs", (0.1,)))
     kind = case.get("optimizer", "SGD")
     o_opt, r_opt = make_optimizer(kind, lrs), make_optimizer(kind, lrs)
-    ns_o, ns_r = NAMESPACES["sched"]
+    ns_o, ns_r = comp.namespaces
     mk_o = (lambda opt: ours_cls(opt, **fresh(kw))) if ours_cls else _builder(comp.name, case, kw, ns_o)
     mk_r = (lambda opt: ref_cls(opt, **fresh(kw))) if ref_cls else _builder(comp.name, case, kw, ns_r)
     o, r, problem, raised = call_both(lambda: mk_o(o_opt), lambda: mk_r(r_opt))

@@ -1,11 +1,11 @@
-"""Functional losses with torch.nn.functional's signatures. Each states its elementwise math once and
-reduces through :mod:`optimlab.nn._reduction`."""
+"""Regression losses (functional forms, torch.nn.functional's signatures); reduction via
+:mod:`optimlab.nn._reduction`."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from . import _reduction as R
+from .. import _reduction as R
 
 __all__ = ["mse_loss"]
 

@@ -1,14 +1,10 @@
-"""Loss modules: torch.nn's constructor signatures, defaults and attribute names; ``forward`` calls
-the functional form in :mod:`optimlab.nn.functional`."""
+"""Bases of every loss module: torch.nn's ``_Loss``/``_WeightedLoss`` attribute layout."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from . import _reduction as R
-from . import functional as F
-
-__all__ = ["MSELoss"]
+from .. import _reduction as R
 
 
 class _Loss(nn.Module):
@@ -33,12 +29,3 @@ class _WeightedLoss(_Loss):
                  reduction: str = "mean") -> None:
         super().__init__(size_average, reduce, reduction)
         self.register_buffer("weight", weight)
-
-
-class MSELoss(_Loss):
-    """Mean squared error ``ℓ(x, y) = reduce((x - y)²)`` (see :func:`optimlab.nn.functional.mse_loss`)."""
-
-    __constants__ = ["reduction"]
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return F.mse_loss(input, target, reduction=self.reduction)

@@ -1,0 +1,12 @@
+"""Functional losses mirroring ``torch.nn.functional``: ``optimlab.nn.functional.cross_entropy`` etc.
+
+Each topical file states its math once and reduces through :mod:`optimlab.nn._reduction`."""
+
+from . import ctc, extras, margin, probabilistic, regression  # noqa: E402, I001
+from .ctc import *  # noqa: F401,F403
+from .extras import *  # noqa: F401,F403
+from .margin import *  # noqa: F401,F403
+from .probabilistic import *  # noqa: F401,F403
+from .regression import *  # noqa: F401,F403
+
+__all__ = [*ctc.__all__, *extras.__all__, *margin.__all__, *probabilistic.__all__, *regression.__all__]

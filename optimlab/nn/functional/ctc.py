@@ -1,0 +1,3 @@
+"""Connectionist temporal classification loss (functional forms)."""
+
+__all__: list[str] = []

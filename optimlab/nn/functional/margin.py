@@ -1,0 +1,3 @@
+"""Margin, ranking and embedding losses (functional forms)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Connectionist temporal classification loss (modules)."""
+
+__all__: list[str] = []

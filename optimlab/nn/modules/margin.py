@@ -1,0 +1,3 @@
+"""Margin, ranking and embedding losses (modules)."""
+
+__all__: list[str] = []

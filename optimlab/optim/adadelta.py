@@ -1,0 +1,3 @@
+"""The adadelta optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []

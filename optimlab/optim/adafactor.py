@@ -1,0 +1,3 @@
+"""The adafactor optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []

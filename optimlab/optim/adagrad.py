@@ -1,0 +1,3 @@
+"""The adagrad optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []

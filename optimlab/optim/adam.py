@@ -1,0 +1,3 @@
+"""The adam optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []

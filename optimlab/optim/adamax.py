@@ -1,0 +1,3 @@
+"""The adamax optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []

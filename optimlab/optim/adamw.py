@@ -1,0 +1,3 @@
+"""The adamw optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []

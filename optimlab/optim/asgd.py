@@ -1,0 +1,3 @@
+"""The asgd optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []

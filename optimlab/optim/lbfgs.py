@@ -1,0 +1,3 @@
+"""The lbfgs optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""The muon optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []

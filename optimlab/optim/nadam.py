@@ -1,0 +1,3 @@
+"""The nadam optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""The radam optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""The rmsprop optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []

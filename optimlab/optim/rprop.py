@@ -1,0 +1,3 @@
+"""The rprop optimizer (optimlab re-implementation)."""
+
+__all__: list[str] = []
