@@ -30,10 +30,13 @@ def run_case(comp: Component, case: Case, dtype: torch.dtype | None, device: str
     eng = engine(comp.family)
     try:
         if steps is None:
-            return eng.run_case(comp, case, dtype, device, **kw)
-        return eng.run_case(comp, case, dtype, device, steps=steps, **kw)
+            res = eng.run_case(comp, case, dtype, device, **kw)
+        else:
+            res = eng.run_case(comp, case, dtype, device, steps=steps, **kw)
     except Exception as e:  # noqa: BLE001 - reported, not raised
-        return failure(comp.family, comp.name, case.name, dtype, device, e)
+        res = failure(comp.family, comp.name, case.name, dtype, device, e)
+    res.bitwise = case.bitwise
+    return res
 
 
 def plan(family: str | None = None, dtypes: list[torch.dtype] | None = None,

@@ -18,6 +18,7 @@ class CaseResult:
     max_rel: float = 0.0
     first_bad_step: int | None = None  # optimizer/scheduler step (1-based) where the first mismatch appeared
     message: str = ""
+    bitwise: bool = False  # checked bit for bit rather than within tolerance
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -1,0 +1,172 @@
+"""``python -m optimlab``: ``list`` the catalogue, run the ``parity`` report, ``fuzz`` against torch,
+``plot-schedule`` a scheduler."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from typing import Any
+
+import torch
+
+from . import catalog, parity
+from .parity.results import CaseResult
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # logs and CI: wide enough that dotted names are never cut
+        console = Console(width=160)
+    return console
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    table = Table(title="optimlab catalogue")
+    for col in ("family", "optimlab", "torch counterpart", "functional", "configs"):
+        table.add_column(col)
+    for comp in catalog.components(args.family):
+        table.add_row(comp.family, comp.ours_path, comp.torch_path,
+                      f"{catalog.FUNCTIONAL[0].rsplit('.', 1)[0]}.functional.{comp.functional}" if comp.functional
+                      else "", str(len(comp.cases)))
+    _console().print(table)
+    return 0
+
+
+def _summarise(results: list[CaseResult]) -> list[dict[str, Any]]:
+    by: dict[tuple[str, str], list[CaseResult]] = defaultdict(list)
+    for r in results:
+        by[(r.family, r.component)].append(r)
+    rows = []
+    for (family, comp), rs in by.items():
+        failed = [r for r in rs if not r.passed]
+        rows.append({
+            "family": family, "component": comp, "configs": len(rs), "passed": len(rs) - len(failed),
+            "worst_rel": max((r.max_rel for r in rs), default=0.0),
+            "status": "PASS" if not failed else "FAIL", "failures": failed,
+        })
+    return rows
+
+
+def _names(pattern: str | None) -> Any:
+    if not pattern:
+        return None
+    wanted = {p.strip() for p in pattern.split(",")}
+    return lambda name: name in wanted
+
+
+def _device_or_exit(device: str) -> bool:
+    if device == "cuda" and not torch.cuda.is_available():
+        print("No CUDA device is present (torch.cuda.is_available() is False): the parity report needs a GPU "
+              "for --device cuda. Run it on a machine with a CUDA GPU and a CUDA build of torch, or use "
+              "--device cpu.", file=sys.stderr)
+        return False
+    return True
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    if not _device_or_exit(args.device):
+        return 2
+    dtypes = [parity.DTYPES[d] for d in args.dtype.split(",")] if args.dtype else None
+    todo = parity.plan(args.family, dtypes, _names(args.only))
+    console = _console()
+    results: list[CaseResult] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=not console.is_terminal) as progress:
+        task = progress.add_task("parity", total=len(todo))
+        for comp, case, dt in todo:
+            progress.update(task, description=f"{comp.name} [{case.name}]")
+            steps = None if comp.family == "losses" else args.steps
+            results.append(parity.run_case(comp, case, dt, args.device, steps))
+            progress.advance(task)
+    rows = _summarise(results)
+    table = Table(title=f"optimlab parity vs torch {torch.__version__} on {args.device}")
+    for col, just in (("family", "left"), ("component", "left"), ("configs", "right"), ("passed", "right"),
+                      ("worst rel err", "right"), ("status", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for row in rows:
+        status = "[green]PASS[/]" if row["status"] == "PASS" else "[red]FAIL[/]"
+        table.add_row(row["family"], row["component"], str(row["configs"]), str(row["passed"]),
+                      f"{row['worst_rel']:.2e}", status)
+    console.print(table)
+    failed = [r for r in results if not r.passed]
+    exact = sum(1 for r in results if r.bitwise)
+    console.print(f"tolerances: optimlab.parity.tolerances (bit-for-bit for {exact} of {len(results)} configs)")
+    for r in failed:
+        console.print(f"[red]FAIL[/] {r.component}[{r.case}] {r.dtype} {r.device}: {r.message}", markup=True,
+                      highlight=False)
+    total = len(results)
+    console.print(f"{total - len(failed)} passed, {len(failed)} failed ({len(rows)} components)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"torch": torch.__version__, "device": args.device,
+                       "results": [r.as_dict() for r in results]}, fh, indent=1)
+    return 1 if failed else 0
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from .parity.fuzz import fuzz
+
+    if not _device_or_exit(args.device):
+        return 2
+    console = _console()
+    bad = 0
+    for comp in catalog.components(args.family, _names(args.only)):
+        if not comp.fuzz:
+            continue
+        rep = fuzz(comp, examples=args.examples, dtype=parity.DTYPES[args.dtype], device=args.device,
+                   steps=args.steps)
+        if rep.passed:
+            console.print(f"[green]PASS[/] {comp.name}: {rep.examples} random configurations")
+        else:
+            bad += 1
+            console.print(f"[red]FAIL[/] {comp.name}: minimal reproducer: {rep.reproducer()}", highlight=False)
+    return 1 if bad else 0
+
+
+def cmd_plot(argv: list[str]) -> int:
+    from . import plot
+
+    return int(plot.main(argv))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m optimlab", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ls = sub.add_parser("list", help="the catalogue with torch counterparts")
+    ls.add_argument("--family", choices=catalog.FAMILIES)
+    ls.set_defaults(fn=cmd_list)
+    pa = sub.add_parser("parity", help="run the parity report against torch")
+    pa.add_argument("--family", choices=catalog.FAMILIES)
+    pa.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    pa.add_argument("--dtype", help=f"comma-separated subset of {','.join(parity.DTYPES)} (default: each case's)")
+    pa.add_argument("--steps", type=int, help="optimizer/scheduler steps (default: 50 / 1000)")
+    pa.add_argument("--only", help="comma-separated component names")
+    pa.add_argument("--json", help="also write every result to this JSON file")
+    pa.set_defaults(fn=cmd_parity)
+    fz = sub.add_parser("fuzz", help="random hyperparameters (hypothesis) against torch")
+    fz.add_argument("--family", choices=catalog.FAMILIES)
+    fz.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    fz.add_argument("--dtype", default="float64", choices=tuple(parity.DTYPES))
+    fz.add_argument("--examples", type=int, default=25)
+    fz.add_argument("--steps", type=int, default=10)
+    fz.add_argument("--only", help="comma-separated component names")
+    fz.set_defaults(fn=cmd_fuzz)
+    sub.add_parser("plot-schedule", help="plot a scheduler's lr (and momentum) against step", add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "plot-schedule":
+        return cmd_plot(argv[1:])
+    args = parser().parse_args(argv)
+    return int(args.fn(args))
