@@ -24,8 +24,21 @@ def _console() -> Any:
     return console
 
 
+def markdown_table(family: str | None = None) -> str:
+    """The catalogue as the README's Markdown table."""
+    lines = ["| family | optimlab | torch counterpart | functional | configs |", "|---|---|---|---|---|"]
+    for comp in catalog.components(family):
+        fn = f"`{comp.functional}`" if comp.functional else ""
+        lines.append(f"| {comp.family} | `{comp.ours_path}` | `{comp.torch_path}` | {fn} | {len(comp.cases)} |")
+    return "\n".join(lines) + "\n"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
+
+    if args.markdown:
+        print(markdown_table(args.family), end="")
+        return 0
 
     table = Table(title="optimlab catalogue")
     for col in ("family", "optimlab", "torch counterpart", "functional", "configs"):
@@ -143,6 +156,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     ls = sub.add_parser("list", help="the catalogue with torch counterparts")
     ls.add_argument("--family", choices=catalog.FAMILIES)
+    ls.add_argument("--markdown", action="store_true", help="print the README's Markdown table")
     ls.set_defaults(fn=cmd_list)
     pa = sub.add_parser("parity", help="run the parity report against torch")
     pa.add_argument("--family", choices=catalog.FAMILIES)

@@ -4,7 +4,7 @@ Each step both models see the same batch; gradients come from a real loss (mean 
 small network). After every step every parameter and every per-parameter state tensor (and the
 param_groups' hyperparameters) are compared; the first step that diverges is reported.
 
-Case ``extra`` keys: ``model`` ("mlp" | "complex" | "sparse" | "rosenbrock"), ``groups`` (a list of
+Case ``extra`` keys: ``model`` ("mlp" | "complex" | "sparse" | "rosenbrock" | "matrix"), ``groups`` (a list of
 per-group overrides; parameters are dealt round-robin into the groups), ``lr_tensor`` (pass lr as a
 0-d tensor), ``closure`` (call ``step(closure)`` and compare the losses it returns).
 """
@@ -56,6 +56,9 @@ def make_model(kind: str, dtype: torch.dtype, device: str, seed: int = 0) -> nn.
         return _Complex(torch.complex128 if dtype == torch.float64 else torch.complex64).to(device)
     elif kind == "sparse":
         model = nn.Sequential(nn.Embedding(20, 4, sparse=True))
+    elif kind == "matrix":  # only 2-D parameters (Muon accepts nothing else)
+        model = nn.Sequential(nn.Linear(8, 16, bias=False), nn.Tanh(), nn.Linear(16, 4, bias=False))
+        model.register_parameter("unused", nn.Parameter(torch.randn(3, 5)))  # never gets a gradient
     elif kind == "rosenbrock":
         model = _Rosenbrock()
     else:
@@ -103,6 +106,22 @@ def build(cls: type, model: nn.Module, case: Case, kwargs: dict[str, Any] | None
     return cls(param_groups(model, case), **kw)
 
 
+def _sequences(ours: Any, ref: Any, what: str, bitwise: bool) -> compare.Diff:
+    """Compare two lists of state values (tensors, numbers or None) item by item."""
+    if not isinstance(ours, (list, tuple)) or len(ours) != len(ref):
+        return compare.Diff(ok=False, what=f"{what}: {type(ours).__name__} of length "
+                            f"{len(ours) if isinstance(ours, (list, tuple)) else '-'} vs torch's {len(ref)}")
+    diff = compare.Diff()
+    for i, (a, b) in enumerate(zip(ours, ref, strict=True)):
+        if isinstance(b, torch.Tensor):
+            diff.merge(compare.tensors(a, b, f"{what}[{i}]", bitwise))
+        elif b is None or a is None:
+            diff.merge(compare.Diff(ok=a is b, what=f"{what}[{i}]: {a!r} vs torch's {b!r}"))
+        else:
+            diff.merge(compare.scalars(a, b, f"{what}[{i}]", for_dtype(torch.float64), bitwise))
+    return diff
+
+
 def compare_optimizers(ours: torch.optim.Optimizer, ref: torch.optim.Optimizer, ours_model: nn.Module,
                        ref_model: nn.Module, bitwise: bool) -> compare.Diff:
     """Compare parameters, every state entry and the param_groups' hyperparameters."""
@@ -122,6 +141,8 @@ def compare_optimizers(ours: torch.optim.Optimizer, ref: torch.optim.Optimizer, 
             v_o = st_o[key]
             if isinstance(v_r, torch.Tensor):
                 diff.merge(compare.tensors(v_o, v_r, f"state[{idx}][{key!r}]", bitwise))
+            elif isinstance(v_r, (list, tuple)):  # LBFGS keeps histories as lists of tensors
+                diff.merge(_sequences(v_o, v_r, f"state[{idx}][{key!r}]", bitwise))
             elif v_o != v_r and not (
                 isinstance(v_r, float) and compare.scalars(v_o, v_r, key, for_dtype(torch.float64)).ok
             ):

@@ -1,0 +1,154 @@
+"""The parity engine must fail when optimlab is wrong: planted bugs are reported, with the first
+diverging step, and fuzzing shrinks a planted bug to a minimal reproducer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from optimlab import catalog, nn, optim, parity
+from optimlab.catalog import Case
+from optimlab.optim import lr_scheduler
+from optimlab.parity import fuzz, losses
+
+SGD = catalog.get("optim", "SGD")
+MSE = catalog.get("losses", "MSELoss")
+STEP = catalog.get("sched", "StepLR")
+
+
+class LrOffSGD(optim.SGD):
+    """SGD whose learning rate is 0.1% too large."""
+
+    def step(self, closure=None):
+        for g in self.param_groups:
+            g["lr"] *= 1.001
+        try:
+            return super().step(closure)
+        finally:
+            for g in self.param_groups:
+                g["lr"] /= 1.001
+
+
+class LateBugSGD(optim.SGD):
+    """SGD that goes wrong only from its 7th step on (momentum buffers nudged)."""
+
+    calls = 0
+
+    def step(self, closure=None):
+        out = super().step(closure)
+        self.calls += 1
+        if self.calls >= 7:
+            for st in self.state.values():
+                st["momentum_buffer"].mul_(1 + 1e-6)
+        return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_wrong_lr_detected_at_first_step(dtype):
+    res = parity.run_case(SGD, SGD.case("momentum/foreach=False"), dtype, ours_cls=LrOffSGD)
+    assert not res.passed
+    assert res.first_bad_step == 1
+    assert "param" in res.message
+    assert res.max_rel > 0
+
+
+def test_late_divergence_reports_its_step():
+    res = parity.run_case(SGD, SGD.case("momentum/foreach=False"), torch.float64, ours_cls=LateBugSGD)
+    assert not res.passed
+    assert res.first_bad_step == 7
+    assert "momentum_buffer" in res.message
+
+
+def test_correct_optimizer_passes_all_steps():
+    res = parity.run_case(SGD, SGD.case("nesterov/foreach=True"), torch.float64, steps=60)
+    assert res.passed and res.first_bad_step is None
+
+
+def _wrong_value(input, target, **kw):
+    return nn.functional.mse_loss(input, target, **kw) * 1.001
+
+
+class _WrongGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return ((x - y) ** 2).mean()
+
+    @staticmethod
+    def backward(ctx, go):
+        x, y = ctx.saved_tensors
+        g = go * (x - y) / x.numel()  # should be 2 (x - y) / n
+        return g, -g
+
+
+def _wrong_grad(input, target, **kw):
+    return _WrongGrad.apply(input, target)
+
+
+class WrongMSE(nn.MSELoss):
+    def forward(self, input, target):
+        return _wrong_value(input, target, reduction=self.reduction)
+
+
+def test_wrong_loss_value_detected():
+    res = losses.run_case(MSE, MSE.case("mean"), torch.float64, ours_cls=WrongMSE, ours_fn=_wrong_value)
+    assert not res.passed
+    assert "forward" in res.message
+
+
+def test_wrong_loss_gradient_detected():
+    case = MSE.case("mean")
+    res = losses.run_case(MSE, Case("mean", {}, extra={**case.extra, "module": False}), torch.float64,
+                          ours_fn=_wrong_grad)
+    assert not res.passed
+    assert "grad[0]" in res.message
+
+
+def test_loss_raising_differently_detected():
+    def raises_value_error(input, target, **kw):
+        raise ValueError("not torch's exception type")
+
+    res = losses.run_case(MSE, MSE.case("mismatch"), torch.float64, ours_fn=raises_value_error,
+                          ours_cls=WrongMSE)
+    assert not res.passed  # torch raises RuntimeError for unbroadcastable shapes
+
+
+class DriftingStepLR(lr_scheduler.StepLR):
+    def get_lr(self):
+        lrs = super().get_lr()
+        return [lr * (1 + 1e-9) if self.last_epoch == 12 else lr for lr in lrs]
+
+
+def test_wrong_scheduler_detected_at_its_step():
+    res = parity.run_case(STEP, STEP.case("step3-gamma0.5"), None, ours_cls=DriftingStepLR)
+    assert not res.passed
+    assert res.first_bad_step == 12
+
+
+class NesterovBugSGD(optim.SGD):
+    """Wrong only for momentum > 0.5 with weight decay: fuzzing must find and shrink it."""
+
+    def step(self, closure=None):
+        g = self.param_groups[0]
+        bug = g["momentum"] > 0.5 and g["weight_decay"] > 0
+        if bug:
+            g["lr"] *= 1.01
+        out = super().step(closure)
+        if bug:
+            g["lr"] /= 1.01
+        return out
+
+
+def test_fuzz_finds_and_shrinks_planted_bug():
+    rep = fuzz.fuzz(SGD, examples=60, steps=3, ours_cls=NesterovBugSGD)
+    assert not rep.passed
+    kw = rep.failure.kwargs
+    assert kw["momentum"] > 0.5 and kw["weight_decay"] > 0
+    assert "SGD(" in rep.reproducer()
+
+
+@pytest.mark.parametrize("name", ["SGD", "MSELoss", "StepLR"])
+def test_fuzz_slice_passes(name):
+    comp = next(c for c in catalog.components() if c.name == name)
+    rep = fuzz.fuzz(comp, examples=10, steps=5)
+    assert rep.passed, rep.reproducer()
