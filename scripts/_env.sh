@@ -9,8 +9,13 @@ fi
 stamp=.venv/.optimlab-installed
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-  .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+  echo "setting up .venv (torch==2.13.0 and optimlab[test]); log in .venv/setup.log"
+  if ! { .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0" &&
+         .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"; } > .venv/setup.log 2>&1; then
+    grep -v "^WARNING: Location" .venv/setup.log >&2
+    echo "setup failed (full log: .venv/setup.log)" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 PY=.venv/bin/python

@@ -67,7 +67,8 @@ class FuzzArg:
     """A valid range for one argument, turned into a hypothesis strategy by the fuzzer.
 
     kind: ``"float"`` (lo, hi), ``"logfloat"`` (lo, hi > 0, drawn log-uniformly), ``"int"`` (lo, hi),
-    ``"bool"``, ``"choice"`` (options).
+    ``"bool"``, ``"choice"`` (options). Names starting with ``_`` are engine inputs, not constructor
+    arguments (losses: ``_scale`` multiplies the floating inputs).
     """
 
     kind: str

@@ -102,8 +102,12 @@ def run_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu
              ref_fn: Callable | None = None) -> CaseResult:
     """Compare one loss case (module and functional form). ``steps`` is unused (one evaluation)."""
     kw = dict(case.kwargs if kwargs is None else kwargs)
+    scale = kw.pop("_scale", None)  # fuzzing: multiply the floating inputs (extreme magnitudes)
     res = CaseResult("losses", comp.name, case.name, dtype_name(dtype), device, True, kwargs=kw)
     args = make_inputs(case, dtype, device, seed)
+    if scale is not None:
+        args = tuple((a * scale).to(a.dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                     for a in args)
     grad_args = tuple(case.get("grad_args", (0,)))
     dbl = bool(case.get("double_backward", True))
     diff = compare.Diff()
