@@ -20,7 +20,7 @@ def _console() -> Any:
 
     console = Console()
     if not console.is_terminal:  # logs and CI: wide enough that dotted names are never cut
-        console = Console(width=160)
+        console = Console(width=220)
     return console
 
 

@@ -24,7 +24,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 from torch.utils._foreach_utils import _get_foreach_kernels_supported_devices
 
-from .lr_scheduler import LRScheduler
+from .lr_scheduler._base import LRScheduler, per_group
 
 __all__ = [
     "AveragedModel",
@@ -257,17 +257,6 @@ def _cosine_anneal(t: float) -> float:
 _ANNEAL = {"cos": _cosine_anneal, "linear": _linear_anneal}
 
 
-def _per_group(name: str, optimizer: Optimizer, value: Any) -> list[Any]:
-    """``value`` for every param group (a scalar is repeated; a list must have one entry per group)."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != len(optimizer.param_groups):
-            raise ValueError(f"{name} must have the same length as optimizer.param_groups. {name} has "
-                             f"{len(value)} values, param_groups has {len(optimizer.param_groups)}.")
-    else:
-        value = [value] * len(optimizer.param_groups)
-    return [v.clone() if isinstance(v, Tensor) else v for v in value]
-
-
 class SWALR(LRScheduler):
     """Anneal each group's lr from its current value L to ``swa_lr`` over ``anneal_epochs`` steps, then hold.
 
@@ -292,8 +281,8 @@ class SWALR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, swa_lr: float | Sequence[float], anneal_epochs: int = 10,
                  anneal_strategy: Literal["cos", "linear"] = "cos", last_epoch: int = -1) -> None:
-        swa_lrs = _per_group("swa_lr", optimizer, swa_lr)
-        if anneal_strategy not in _ANNEAL:
+        swa_lrs = per_group("swa_lr", optimizer, swa_lr)
+        if anneal_strategy not in ("cos", "linear"):  # a tuple: unhashable values give ValueError, as in torch
             raise ValueError(f"anneal_strategy must be one of 'cos' or 'linear', instead got {anneal_strategy}")
         if not isinstance(anneal_epochs, int) or anneal_epochs < 0:
             raise ValueError(f"anneal_epochs must be equal or greater than 0, got {anneal_epochs}")
@@ -335,10 +324,6 @@ class SWALR(LRScheduler):
         groups = self.optimizer.param_groups
         starts = [self._get_initial_lr(g["lr"], g["swa_lr"], alpha_prev) for g in groups]
         return [g["swa_lr"] * alpha + start * (1 - alpha) for g, start in zip(groups, starts, strict=True)]
-
-    def _get_closed_form_lr(self) -> list[float | Tensor]:
-        # torch's SWALR has no closed form, so step(epoch) runs get_lr(); keep that for parity.
-        return self.get_lr()
 
     def lr_at(self, step: int) -> list[float]:
         """lr after ``step`` SWALR steps since construction, from the closed form; changes no state.

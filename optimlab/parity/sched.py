@@ -3,9 +3,13 @@ after every step each param group's lr (and momentum / betas where present) must
 :data:`optimlab.parity.tolerances.SCHED`.
 
 Case ``extra`` keys: ``build`` (callable ``(namespace, optimizer) -> scheduler``; default
-``namespace.<Name>(optimizer, **kwargs)``), ``optimizer`` ("SGD" with momentum 0.9, or "Adam"),
-``lrs`` (one lr per param group, default ``(0.1,)``), ``metrics`` (callable ``step -> float`` passed to
-``step()``, for ReduceLROnPlateau), ``steps`` (overrides the default).
+``namespace.<Name>(optimizer, **kwargs)``), ``optimizer`` ("SGD" with momentum 0.9, "Adam" for betas,
+or "plain": no momentum nor betas), ``lrs`` (one lr per param group, default ``(0.1,)``), ``metrics``
+(callable ``step -> float``, or a sequence cycled through, passed to ``step()``, for
+ReduceLROnPlateau), ``epochs`` (callable ``step -> epoch`` passed as ``step(epoch)``), ``steps``
+(overrides the default).
+
+Both sides' ``get_last_lr()`` are compared too.
 """
 
 from __future__ import annotations
@@ -26,14 +30,37 @@ DEFAULT_STEPS = 1000
 HYPER = ("lr", "momentum", "betas")
 
 
+class _StandIn(torch.optim.Optimizer):
+    """An optimizer that only holds param groups (its step does nothing): used for "plain" (no
+    momentum nor betas in ``defaults``) and while optimlab.optim lacks the requested class."""
+
+    def __init__(self, params: Any, **defaults: Any) -> None:
+        super().__init__(params, defaults)
+
+    def step(self, closure: Any = None) -> None:
+        return None
+
+
+_STAND_IN_DEFAULTS: dict[str, dict[str, Any]] = {"Adam": {"betas": (0.9, 0.999)}, "plain": {}}
+
+
 def make_optimizer(kind: str, lrs: tuple[float, ...]) -> torch.optim.Optimizer:
     """An optimizer with one parameter per group. Its type is irrelevant to a scheduler, which only
-    reads and writes ``param_groups``; optimlab's own classes are used for both sides."""
+    reads and writes ``param_groups``; optimlab's own classes are used for both sides (a stand-in for
+    "plain", or for a class optimlab.optim does not have yet)."""
     optim = importlib.import_module("optimlab.optim")
     groups = [{"params": [torch.zeros(2, requires_grad=True)], "lr": lr} for lr in lrs]
     if kind == "SGD":
         return optim.SGD(groups, lr=lrs[0], momentum=0.9)
-    return getattr(optim, kind)(groups, lr=lrs[0])
+    cls = getattr(optim, kind, None)
+    if cls is None:
+        return _StandIn(groups, lr=lrs[0], **_STAND_IN_DEFAULTS.get(kind, {}))
+    return cls(groups, lr=lrs[0])
+
+
+def metric_at(metrics: Any, step: int) -> float:
+    """The metric fed at ``step`` (1-based): ``metrics(step)``, or a sequence cycled through."""
+    return metrics(step) if callable(metrics) else metrics[(step - 1) % len(metrics)]
 
 
 def hyper(opt: torch.optim.Optimizer) -> list[tuple[str, float]]:
@@ -72,11 +99,13 @@ def run_case(comp: Component, case: Case, dtype: torch.dtype | None = None, devi
     if problem or raised:
         res.passed, res.message = problem is None, problem or "both raise (construction)"
         return res
-    metrics = case.get("metrics")
+    metrics, epochs = case.get("metrics"), case.get("epochs")
     diff = compare.Diff()
     for step in range(0, steps + 1):
         if step:
-            args = (metrics(step),) if metrics else ()
+            args = (metric_at(metrics, step),) if metrics is not None else ()
+            if epochs is not None:
+                args = (*args, epochs(step))
 
             def advance(opt: torch.optim.Optimizer, s: Any) -> Callable[[], None]:
                 return lambda: (opt.step(), s.step(*args))
@@ -89,6 +118,8 @@ def run_case(comp: Component, case: Case, dtype: torch.dtype | None = None, devi
                     break
         for (what, v_o), (_, v_r) in zip(hyper(o_opt), hyper(r_opt), strict=True):
             diff.merge(compare.scalars(v_o, v_r, f"{what}", SCHED, case.bitwise))
+        for j, (v_o, v_r) in enumerate(zip(o.get_last_lr(), r.get_last_lr(), strict=True)):
+            diff.merge(compare.scalars(v_o, v_r, f"get_last_lr()[{j}]", SCHED, case.bitwise))
         if not diff.ok:
             res.first_bad_step = step
             break
