@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -63,6 +64,9 @@ _MSE = Component(
              extra={"inputs": pair(4, 5), "module": False}, dtypes=(torch.float64,)),
         Case("weight-wrong-size", {"weight": torch.ones(5, dtype=torch.float64)},
              extra={"inputs": pair(4, 5), "module": False}, dtypes=(torch.float64,)),
+        Case("weight-elementwise_mean", {"weight": torch.ones(4, 5, dtype=torch.float64),
+                                         "reduction": "elementwise_mean"},  # rejected when weighted
+             extra={"inputs": pair(4, 5), "module": False}, dtypes=(torch.float64,)),
         Case("extreme", {"reduction": "none"}, extra={"inputs": pair(4, 5, scale=1e4)}),
         Case("nan", {"reduction": "sum"}, extra={"inputs": pair(4, 5, nan=True)}),
         Case("empty", {}, extra={"inputs": pair(0, 5)}),
@@ -101,6 +105,29 @@ def idx(n_classes: int, *shape: int, lo: int = 0, dtype: torch.dtype = torch.lon
 
 def const(t: torch.Tensor) -> Spec:
     return lambda g, dt: t.clone()
+
+
+def typed(spec: Spec, dtype: torch.dtype) -> Spec:
+    """``spec``'s values in a fixed dtype (for mixed-dtype and integer-input cases)."""
+    return lambda g, dt: spec(g, dt).to(dtype)
+
+
+def _dtype_cases(grad: bool = True) -> tuple[Case, ...]:
+    """Mixed and integer dtypes of an elementwise ``(input, target)`` loss: a float64 target, an int64 target,
+    integer inputs (torch: no kernel, or an output dtype that cannot hold the result). ``grad=False`` compares
+    the forward only (torch's huber backward raises on mixed dtypes, "Found dtype Long but expected Float";
+    ours returns the gradient)."""
+    g = {} if grad else {"grad_args": ()}
+    return (
+        Case("target-float64", {"reduction": "none"}, extra={"inputs": inputs(fl(3, 4, scale=2.0),
+                                                                               typed(fl(3, 4), torch.float64)), **g},
+             dtypes=(torch.float32,)),
+        Case("target-int64", {}, extra={"inputs": inputs(fl(3, 4, scale=2.0), typed(sign(3, 4), torch.long)), **g}),
+        Case("input-int64", {}, extra={"inputs": inputs(typed(sign(3, 4), torch.long), typed(sign(3, 4), torch.long))},
+             dtypes=(torch.float64,)),
+        Case("input-int64-target-float", {"reduction": "none"},
+             extra={"inputs": inputs(typed(sign(3, 4), torch.long), fl(3, 4))}, dtypes=(torch.float64,)),
+    )
 
 
 def ml_targets(n: int, c: int) -> Spec:
@@ -144,10 +171,13 @@ def _red_cases(make, grad: tuple[int, ...], dtypes=HALF, dbl: bool = True) -> tu
         Case("legacy-reduce", {"reduce": False}, extra=ex),
         Case("legacy-both", {"size_average": True, "reduce": True}, extra=ex),
         Case("bad-reduction", {"reduction": "max"}, extra=ex),
+        Case("elementwise_mean", {"reduction": "elementwise_mean"}, extra=ex),  # torch's deprecated alias
     )
 
 
 _REDUCTION_FUZZ = {"reduction": FuzzArg("choice", options=("none", "mean", "sum"))}
+_SCALE_FUZZ = {"_scale": FuzzArg("choice", options=(1.0, 1e-30, 1e4, 1e30))}  # extreme magnitudes
+_RANDOM_SHAPES = Case("fuzz", {}, extra={"inputs": random_pair, "grad_args": (0, 1)})
 X = (0, 1)  # differentiate both floating arguments
 
 _L1 = Component(
@@ -167,11 +197,16 @@ _L1 = Component(
              extra={"inputs": pair(4, 5), "grad_args": X, "module": False}, dtypes=(torch.float64,)),
         Case("weight-wrong-size", {"weight": torch.ones(5, dtype=torch.float64)},
              extra={"inputs": pair(4, 5), "module": False}, dtypes=(torch.float64,)),
+        Case("weight-elementwise_mean", {"weight": torch.ones(4, 5, dtype=torch.float64),
+                                         "reduction": "elementwise_mean"},  # rejected when weighted
+             extra={"inputs": pair(4, 5), "module": False}, dtypes=(torch.float64,)),
         Case("extreme", {"reduction": "none"}, extra={"inputs": pair(4, 5, scale=1e4)}),
         Case("nan", {"reduction": "sum"}, extra={"inputs": pair(4, 5, nan=True)}),
         Case("empty", {}, extra={"inputs": pair(0, 5)}),
+        *_dtype_cases(),
     ),
-    fuzz=_REDUCTION_FUZZ,
+    fuzz={**_REDUCTION_FUZZ, **_SCALE_FUZZ},
+    fuzz_base=_RANDOM_SHAPES,
 )
 
 _HUBER = Component(
@@ -202,8 +237,10 @@ _HUBER = Component(
         Case("extreme", {"reduction": "none"}, extra={"inputs": pair(4, 5, scale=1e4), "grad_args": X}),
         Case("nan", {"reduction": "none"}, extra={"inputs": pair(4, 5, nan=True), "grad_args": X}),
         Case("empty", {"reduction": "sum"}, extra={"inputs": pair(0, 5)}),
+        *_dtype_cases(grad=False),
     ),
-    fuzz={**_REDUCTION_FUZZ, "delta": FuzzArg("logfloat", 1e-3, 1e3)},
+    fuzz={**_REDUCTION_FUZZ, **_SCALE_FUZZ, "delta": FuzzArg("logfloat", 1e-3, 1e3)},
+    fuzz_base=_RANDOM_SHAPES,
 )
 
 _SMOOTH_L1 = Component(
@@ -225,8 +262,10 @@ _SMOOTH_L1 = Component(
         Case("extreme", {"reduction": "none"}, extra={"inputs": pair(4, 5, scale=1e4), "grad_args": X}),
         Case("nan", {"reduction": "none"}, extra={"inputs": pair(4, 5, nan=True), "grad_args": X}),
         Case("empty", {}, extra={"inputs": pair(0, 5)}),
+        *_dtype_cases(),
     ),
-    fuzz={**_REDUCTION_FUZZ, "beta": FuzzArg("choice", options=(0.0, 1e-3, 0.5, 1.0, 10.0))},
+    fuzz={**_REDUCTION_FUZZ, **_SCALE_FUZZ, "beta": FuzzArg("choice", options=(0.0, 1e-3, 0.5, 1.0, 10.0))},
+    fuzz_base=_RANDOM_SHAPES,
 )
 
 _RANKING = Component(
@@ -319,10 +358,12 @@ _SOFT_MARGIN = Component(
         Case("broadcast-target", {}, extra={"inputs": inputs(fl(4, 5), sign(4, 1))}),
         Case("long-target", {}, extra={"inputs": inputs(fl(4, 5), sign(4, 5, dtype=torch.long))}),
         Case("shape-mismatch", {}, extra={"inputs": inputs(fl(4, 5), sign(3, 5))}),
+        Case("target-broadcasts-input", {}, extra={"inputs": inputs(fl(5), sign(4, 5))}),
         Case("moderate", {"reduction": "none"}, extra={"inputs": inputs(fl(4, 5, scale=30.0), sign(4, 5))}),
         Case("extreme", {"reduction": "none"},  # exp overflows to inf (loss inf, gradient NaN) as in torch
              extra={"inputs": inputs(fl(4, 5, scale=1e4), sign(4, 5)), "double_backward": False}),
         Case("nan", {"reduction": "none"}, extra={"inputs": inputs(fl(4, 5), sign(4, 5), nan=0)}),
+        *_dtype_cases(),
     ),
     fuzz=_REDUCTION_FUZZ,
 )
@@ -415,6 +456,8 @@ _MULTI_MARGIN = Component(
                                                       "double_backward": False}),
         Case("nan", {"reduction": "none"},  # the kernel skips a NaN term (z > 0 is false), so does ours
              extra={"inputs": inputs(fl(6, 5), idx(5, 6), nan=0), "double_backward": False}),
+        Case("input-int64", {}, extra={"inputs": inputs(typed(fl(6, 5), torch.long), idx(5, 6))},
+             dtypes=(torch.float64,)),
     ),
     fuzz={**_REDUCTION_FUZZ, "p": FuzzArg("choice", options=(1, 2)), "margin": FuzzArg("float", -1.0, 3.0)},
 )
@@ -489,5 +532,7 @@ _TRIPLET_DIST = Component(
 
 LOSSES_B: list[Component] = [_L1, _HUBER, _SMOOTH_L1, _RANKING, _HINGE, _ML_MARGIN, _SOFT_MARGIN, _ML_SOFT_MARGIN,
                              _COSINE, _MULTI_MARGIN, _TRIPLET, _TRIPLET_DIST]
+
+_MSE = dataclasses.replace(_MSE, cases=(*_MSE.cases, *_dtype_cases()))
 
 COMPONENTS: list[Component] = [_MSE, *LOSSES_B]

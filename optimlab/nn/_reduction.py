@@ -26,16 +26,19 @@ def legacy_reduction(size_average: bool | None, reduce: bool | None, emit_warnin
     return ret
 
 
-def resolve(reduction: str, size_average: bool | None = None, reduce: bool | None = None) -> str:
+def resolve(reduction: str, size_average: bool | None = None, reduce: bool | None = None,
+            strict: bool = False) -> str:
     """The effective reduction: the legacy pair wins when either is given (torch's rule)."""
     if size_average is not None or reduce is not None:
         return legacy_reduction(size_average, reduce)
-    return check(reduction)
+    return check(reduction, strict)
 
 
-def check(reduction: str) -> str:
-    """Validate a reduction string; ``'elementwise_mean'`` is torch's deprecated alias of ``'mean'``."""
-    if reduction == "elementwise_mean":
+def check(reduction: str, strict: bool = False) -> str:
+    """Validate a reduction string; ``'elementwise_mean'`` is torch's deprecated alias of ``'mean'``, except
+    where torch's Python code checks the string itself (``strict``: weighted l1/mse/huber, multilabel soft
+    margin), which rejects it."""
+    if reduction == "elementwise_mean" and not strict:
         warnings.warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.",
                       UserWarning, stacklevel=3)
         return "mean"
@@ -54,6 +57,22 @@ def reduce(loss: Tensor, reduction: str, denominator: Tensor | float | None = No
     if denominator is None:
         return loss.mean()
     return loss.sum() / denominator
+
+
+def reduce_weighted(loss: Tensor, reduction: str, weights: Tensor) -> Tensor:
+    """Like :func:`reduce`, with ``mean`` = Σ loss / Σ weights, both sums accumulated in at least float32
+    (as torch's kernels do: half-precision counts above 2048 are not exact) and the result in ``loss``'s dtype."""
+    reduction = check(reduction)
+    if reduction != "mean":
+        return reduce(loss, reduction)
+    acc = torch.promote_types(loss.dtype, torch.float32)
+    return (loss.sum(dtype=acc) / weights.sum(dtype=acc)).to(loss.dtype)
+
+
+def grad_scale(reduction: str, numel: int) -> float:
+    """∂ reduce(loss) / ∂ loss_i for an unweighted reduction: 1 for ``sum`` (and ``none``), ``1/numel`` for
+    ``mean``. For losses whose custom backward multiplies the elementwise gradient by this scalar."""
+    return 1.0 / numel if check(reduction) == "mean" and numel else 1.0
 
 
 def same_size_or_warn(input: Tensor, target: Tensor) -> None:

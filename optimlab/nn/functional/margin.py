@@ -1,3 +1,243 @@
-"""Margin, ranking and embedding losses (functional forms)."""
+"""Margin, ranking and embedding losses (functional forms, torch.nn.functional's signatures).
 
-__all__: list[str] = []
+Hinges: the losses torch writes as composite ops (ranking, hinge embedding, cosine, triplet) use
+``clamp_min(z, 0)``, whose gradient passes at ``z = 0`` and which propagates NaN; the two torch computes
+in dedicated kernels (multi-margin, multilabel-margin) count a term only when ``z > 0`` — no gradient at
+``z = 0`` (``relu``) and NaN terms skipped (:func:`_skip_nan`). We follow each. Reduction via
+:mod:`optimlab.nn._reduction`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.nn.functional import logsigmoid
+
+from .. import _reduction as R
+
+__all__ = [
+    "cosine_embedding_loss", "hinge_embedding_loss", "margin_ranking_loss", "multi_margin_loss",
+    "multilabel_margin_loss", "multilabel_soft_margin_loss", "pairwise_distance", "soft_margin_loss",
+    "triplet_margin_loss", "triplet_margin_with_distance_loss",
+]
+
+_COS_EPS = 1e-12  # added to each squared norm in the cosine similarity, as torch does
+
+
+def logistic_loss(x: Tensor, y: Tensor) -> Tensor:
+    """Binary cross entropy on logits, ``-(y·log σ(x) + (1 - y)·log σ(-x))`` (stable for large |x|)."""
+    return -(y * logsigmoid(x) + (1 - y) * logsigmoid(-x))
+
+
+def _skip_nan(x: Tensor, fill: float) -> Tensor:
+    """``x`` with NaN replaced by ``fill`` (±inf), so a kernel-style hinge term built from it is skipped (torch's
+    margin kernels only count ``z > 0``, which NaN is not). Checked through one cheap sum, so the masked copy is
+    made only when a NaN (or an inf - inf) is present."""
+    if x.numel() and bool(x.sum().isnan()):
+        return x.masked_fill(x.isnan(), fill)
+    return x
+
+
+def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
+                        size_average: bool | None = None, reduce: bool | None = None,
+                        reduction: str = "mean") -> Tensor:
+    """``ℓ_i = max(0, -y_i (x1_i - x2_i) + margin)`` with ``y ∈ {1, -1}`` (broadcast)."""
+    reduction = R.resolve(reduction, size_average, reduce)
+    if input1.dim() != input2.dim() or input1.dim() != target.dim():
+        raise RuntimeError(
+            "margin_ranking_loss: all input tensors should have the same number of dimensions, got "
+            f"input1: {input1.size()}, input2: {input2.size()}, target: {target.size()}")
+    return R.reduce((-target * (input1 - input2) + float(margin)).clamp_min(0), reduction)
+
+
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, size_average: bool | None = None,
+                         reduce: bool | None = None, reduction: str = "mean") -> Tensor:
+    """``ℓ_i = x_i`` if ``y_i = 1``; ``max(0, margin - x_i)`` if ``y_i = -1`` (other labels get both terms)."""
+    reduction = R.resolve(reduction, size_average, reduce)
+    zero = torch.zeros_like(input)
+    loss = torch.where(target != 1, (float(margin) - input).clamp_min(0), zero) + torch.where(target != -1, input, zero)
+    if not input.is_floating_point():  # torch keeps an integer input's dtype (and then cannot take its mean)
+        loss = loss.to(input.dtype)
+    return R.reduce(loss, reduction)
+
+
+def soft_margin_loss(input: Tensor, target: Tensor, size_average: bool | None = None, reduce: bool | None = None,
+                     reduction: str = "mean") -> Tensor:
+    """Two-class logistic loss ``ℓ_i = log(1 + exp(-y_i x_i))``, written as torch does (so ``-y x`` above
+    ~709 in float64 gives ``inf``, as torch's does)."""
+    reduction = R.resolve(reduction, size_average, reduce)
+    shape = torch.broadcast_shapes(input.shape, target.shape)
+    if shape != input.shape:
+        raise RuntimeError(f"soft_margin_loss: the output has the input's shape {list(input.shape)}, which does not "
+                           f"match the broadcast shape {list(shape)}")
+    common = torch.result_type(input, target)
+    if not input.is_floating_point() or not torch.can_cast(common, input.dtype):
+        raise RuntimeError(f"soft_margin_loss: expected a floating-point input that can hold the result type "
+                           f"{common}, got {input.dtype}")
+    return R.reduce(torch.log1p(torch.exp(-input * target)).to(input.dtype), reduction)
+
+
+def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                size_average: bool | None = None, reduce: bool | None = None,
+                                reduction: str = "mean") -> Tensor:
+    """Per-sample mean over classes of the (weighted) logistic loss:
+    ``ℓ_n = (1/C) Σ_c w_c · -(y_nc log σ(x_nc) + (1 - y_nc) log σ(-x_nc))``; classes on the last dim."""
+    reduction = R.resolve(reduction, size_average, reduce, strict=True)
+    loss = logistic_loss(input, target)
+    if weight is not None:
+        loss = loss * weight
+    class_dim = input.dim() - 1
+    return R.reduce(loss.sum(dim=class_dim) / input.size(class_dim), reduction)
+
+
+def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
+                          size_average: bool | None = None, reduce: bool | None = None,
+                          reduction: str = "mean") -> Tensor:
+    """``ℓ_i = 1 - cos(x1_i, x2_i)`` if ``y_i = 1``; ``max(0, cos(x1_i, x2_i) - margin)`` if ``y_i = -1``;
+    ``cos = Σ x1·x2 / √((Σ x1² + ε)(Σ x2² + ε))``, ``ε = 1e-12``. Inputs ``(N, D)`` with ``y`` ``(N,)``,
+    or ``(D,)`` with a 0-d ``y``."""
+    reduction = R.resolve(reduction, size_average, reduce)
+    tdim = target.dim()
+    if tdim > 1:
+        raise RuntimeError(f"cosine_embedding_loss: expected a 0-D or 1-D target, got {tdim}-D (multi-target "
+                           "is not supported)")
+    want = 2 if tdim == 1 else 1
+    if input1.dim() != want or input2.dim() != want:
+        raise RuntimeError(f"cosine_embedding_loss: a {tdim}-D target expects {want}-D inputs, got inputs of sizes "
+                           f"{list(input1.shape)} and {list(input2.shape)}")
+    dot = (input1 * input2).sum(tdim)
+    sq1 = (input1 * input1).sum(tdim) + _COS_EPS
+    sq2 = (input2 * input2).sum(tdim) + _COS_EPS
+    cos = dot / (sq1 * sq2).sqrt()
+    zero = torch.zeros_like(cos)
+    loss = torch.where(target == 1, 1 - cos, zero) + torch.where(target == -1, (cos - float(margin)).clamp_min(0), zero)
+    return R.reduce(loss, reduction)
+
+
+def _check_class_input(input: Tensor) -> tuple[int, int]:
+    """``(nframe, C)`` of a margin-kernel input: ``(C)``, ``(N, C)`` with ``C > 0``, or a 0-d scalar."""
+    nd = input.dim()
+    if not input.is_floating_point():
+        raise NotImplementedError(f"margin losses are not implemented for {input.dtype} inputs")
+    if not ((nd == 2 and input.size(1) != 0) or (nd == 1 and input.size(0) != 0) or nd == 0):
+        raise RuntimeError("Expected non-empty vector or matrix with optional 0-dim batch size, but got: "
+                           f"{list(input.shape)}")
+    if nd <= 1:
+        return 1, 1 if nd == 0 else input.size(0)
+    return input.size(0), input.size(1)
+
+
+def _check_long(target: Tensor) -> None:
+    if target.dtype != torch.long:
+        raise RuntimeError(f"expected a target of scalar type Long (class indices) but found {target.dtype}")
+
+
+def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0, weight: Tensor | None = None,
+                      size_average: bool | None = None, reduce: bool | None = None,
+                      reduction: str = "mean") -> Tensor:
+    """Multi-class hinge: ``ℓ_n = (1/C) Σ_{j≠y_n} w_{y_n} · max(0, margin - x_{n,y_n} + x_{n,j})^p``, p ∈ {1, 2}.
+    Input ``(N, C)`` with target ``(N,)``, or ``(C,)`` with a 0-d (or 1-element) target."""
+    reduction = R.resolve(reduction, size_average, reduce)
+    if p not in (1, 2):
+        raise ValueError("only p == 1 and p == 2 supported")
+    if weight is not None and weight.dim() != 1:
+        raise ValueError("weight must be one-dimensional")
+    nframe, C = _check_class_input(input)
+    _check_long(target)
+    if target.dim() > 1 or target.numel() != nframe:
+        raise RuntimeError(f"multi_margin_loss: expected a target of {nframe} class indices (1-D, one per sample), "
+                           f"got size {list(target.shape)} for input of size {list(input.shape)}")
+    if weight is not None:
+        if weight.numel() != C:
+            raise RuntimeError(f"inconsistent weight size, expected {C} but got {list(weight.shape)}")
+        if weight.dtype != input.dtype:
+            raise RuntimeError(f"expected weight of scalar type {input.dtype} but found {weight.dtype}")
+    t = target.reshape(nframe, 1)
+    if nframe and bool(((t < 0) | (t >= C)).any()):
+        raise RuntimeError(f"target out of range: class indices must lie in [0, {C})")
+    x = input.reshape(nframe, C)
+    x_t = _skip_nan(x.gather(1, t), math.inf)
+    # the target's own column must not count: -inf there makes its term relu(-inf) = 0 (bool masks are slow on CPU)
+    x_j = _skip_nan(x, -math.inf).scatter(1, t, -math.inf)
+    h = ((float(margin) - x_t) + x_j).relu()  # relu: no gradient at z = 0, like the kernel's z > 0
+    loss = (h * h if p == 2 else h).sum(1)
+    if weight is not None:  # w_y is constant along the row: weight the sum, not each term (one pass less)
+        loss = loss * weight[t.view(-1)]
+    loss = loss / C
+    return R.reduce(loss if input.dim() == 2 else loss.reshape(target.shape), reduction)
+
+
+def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
+                           reduce: bool | None = None, reduction: str = "mean") -> Tensor:
+    """Multi-label hinge: ``ℓ_n = (1/C) Σ_{j ∈ T_n} Σ_{i ∉ T_n} max(0, 1 - x_{n,j} + x_{n,i})``, where ``T_n`` are
+    the class indices in ``target[n]`` before its first ``-1``. Input and target ``(N, C)`` or ``(C,)``."""
+    reduction = R.resolve(reduction, size_average, reduce)
+    nframe, C = _check_class_input(input)
+    _check_long(target)
+    if input.dim() <= 1:
+        ok = target.dim() <= 1 and target.numel() == C
+    else:
+        ok = target.dim() == 2 and target.shape == input.shape
+    if not ok:
+        raise RuntimeError(f"inconsistent target size: {list(target.shape)} for input of size {list(input.shape)}")
+    t = target.reshape(nframe, C)
+    x = input.reshape(nframe, C)
+    valid = (t < 0).cumsum(1) == 0  # entries before the first -1
+    if bool(((t < -1) | (t >= C)).any()):  # torch checks every entry, also those after the first -1
+        raise RuntimeError(f"multilabel_margin_loss: target out of range: labels must lie in [0, {C}) or be -1")
+    k = int(valid.sum(1).max()) if nframe else 0  # the most targets any sample has
+    t, valid = t[:, :k], valid[:, :k]
+    classes = torch.arange(C, device=x.device)
+    is_target = ((t.unsqueeze(2) == classes) & valid.unsqueeze(2)).any(1)  # (N, C)
+    # terms that must not count get -inf (a target as the "other" class, padding after -1, NaN): relu gives 0
+    x_i = _skip_nan(x, -math.inf).masked_fill(is_target, -math.inf)
+    x_j = _skip_nan(x.gather(1, t.clamp_min(0)), math.inf).masked_fill(~valid, math.inf)  # (N, K)
+    loss = ((1 - x_j).unsqueeze(2) + x_i.unsqueeze(1)).relu().sum((1, 2)) / C
+    return R.reduce(loss if input.dim() == 2 else loss.reshape(()), reduction)
+
+
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
+    """``‖x1 - x2 + ε‖_p`` over the last dimension (torch's ``pairwise_distance``)."""
+    dim = max(x1.dim(), x2.dim()) - 1
+    return torch.linalg.vector_norm(x1 - x2 + eps, ord=p, dim=dim, keepdim=keepdim)
+
+
+def _check_triplet(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float) -> None:
+    if margin <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin}")
+    a, p, n = anchor.dim(), positive.dim(), negative.dim()
+    if not a == p == n:
+        raise RuntimeError("The anchor, positive, and negative tensors are expected to have the same number of "
+                           f"dimensions, but got: anchor {a}D, positive {p}D, and negative {n}D inputs")
+
+
+def _triplet(anchor: Tensor, positive: Tensor, negative: Tensor, dist: Callable[[Tensor, Tensor], Tensor],
+             margin: float, swap: bool) -> Tensor:
+    """``max(0, margin + d(a, p) - d(a, n))``; with ``swap``, ``d(a, n)`` becomes ``min(d(a, n), d(p, n))``."""
+    d_pos, d_neg = dist(anchor, positive), dist(anchor, negative)
+    if swap:
+        d_neg = torch.minimum(d_neg, dist(positive, negative))
+    return (margin + d_pos - d_neg).clamp_min(0)
+
+
+def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0, p: float = 2,
+                        eps: float = 1e-6, swap: bool = False, size_average: bool | None = None,
+                        reduce: bool | None = None, reduction: str = "mean") -> Tensor:
+    """Triplet loss with ``d(u, v) = ‖u - v + ε‖_p`` over the last dimension (see :func:`_triplet`)."""
+    reduction = R.resolve(reduction, size_average, reduce)
+    _check_triplet(anchor, positive, negative, margin)
+    loss = _triplet(anchor, positive, negative, lambda u, v: pairwise_distance(u, v, p, eps), margin, swap)
+    return R.reduce(loss, reduction)
+
+
+def triplet_margin_with_distance_loss(anchor: Tensor, positive: Tensor, negative: Tensor, *,
+                                      distance_function: Callable[[Tensor, Tensor], Tensor] | None = None,
+                                      margin: float = 1.0, swap: bool = False, reduction: str = "mean") -> Tensor:
+    """Triplet loss with any distance (default: :func:`pairwise_distance`, p = 2, ε = 1e-6)."""
+    if reduction not in R.REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    _check_triplet(anchor, positive, negative, margin)
+    loss = _triplet(anchor, positive, negative, distance_function or pairwise_distance, margin, swap)
+    return R.reduce(loss, reduction)
