@@ -1,11 +1,9 @@
 """Repository-wide pytest set-up: deterministic, single-threaded torch for reproducible parity runs."""
 
-import os
-
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(1)  # small tensors: threading costs more than it gains
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

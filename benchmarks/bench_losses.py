@@ -1,0 +1,290 @@
+"""Forward+backward time and memory held for backward of every loss, optimlab's against torch's.
+
+One row per configuration in :data:`ROWS` (a loss named the same in ``optimlab.nn`` and ``torch.nn``, its
+constructor arguments and an input builder); adding a loss means adding rows. For each row:
+
+* time: median (and the ratio of minima, least disturbed by other load) over ``--repeat`` rounds of
+  ``loss(*inputs).backward()`` (scalar losses) or
+  ``.backward(ones)`` (``reduction='none'``), ours and torch's interleaved, after warm-up;
+* saved: bytes autograd holds for backward, counted through ``torch.autograd.graph.saved_tensors_hooks``
+  (each storage once; the inputs' and the module's own tensors excluded).
+
+Run ``python benchmarks/bench_losses.py [--device cuda] [--only Cross] [--threads 1] [--markdown out.md]``,
+or ``pytest benchmarks/bench_losses.py --benchmark-enable`` for pytest-benchmark statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+Inputs = Callable[[torch.Generator, str], tuple]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One benchmark configuration: ``loss`` is the class name in both ``optimlab.nn`` and ``torch.nn``."""
+
+    label: str
+    loss: str
+    inputs: Inputs
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    grad_args: tuple[int, ...] = (0,)
+
+
+# ------------------------------------------------------------------------------------------- input builders
+def _randn(g: torch.Generator, *shape: int, device: str) -> torch.Tensor:
+    return torch.randn(shape, generator=g).to(device)
+
+
+def _rand(g: torch.Generator, *shape: int, device: str, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
+    return (lo + (hi - lo) * torch.rand(shape, generator=g)).to(device)
+
+
+def logits_idx(n: int, c: int, *dims: int) -> Inputs:
+    return lambda g, dev: (_randn(g, n, c, *dims, device=dev), torch.randint(0, c, (n, *dims), generator=g).to(dev))
+
+
+def logits_probs(n: int, c: int) -> Inputs:
+    return lambda g, dev: (_randn(g, n, c, device=dev), torch.softmax(_randn(g, n, c, device=dev), 1))
+
+
+def log_probs_idx(n: int, c: int) -> Inputs:
+    return lambda g, dev: (torch.log_softmax(_randn(g, n, c, device=dev), 1),
+                           torch.randint(0, c, (n,), generator=g).to(dev))
+
+
+def same(n: int, c: int, first: str = "randn", second: str = "randn", third: str | None = None) -> Inputs:
+    """Two (or three) tensors of shape (n, c): ``randn``, ``unit`` (0, 1), ``prob`` (0.02, 0.98),
+    ``logsoftmax``, ``softmax``, ``positive`` (0.1, 3)."""
+
+    def one(kind: str, g: torch.Generator, dev: str) -> torch.Tensor:
+        if kind == "randn":
+            return _randn(g, n, c, device=dev)
+        if kind == "unit":
+            return _rand(g, n, c, device=dev)
+        if kind == "prob":
+            return _rand(g, n, c, device=dev, lo=0.02, hi=0.98)
+        if kind == "positive":
+            return _rand(g, n, c, device=dev, lo=0.1, hi=3.0)
+        if kind == "logsoftmax":
+            return torch.log_softmax(_randn(g, n, c, device=dev), 1)
+        if kind == "softmax":
+            return torch.softmax(_randn(g, n, c, device=dev), 1)
+        raise ValueError(kind)
+
+    kinds = [first, second] + ([third] if third else [])
+    return lambda g, dev: tuple(one(k, g, dev) for k in kinds)
+
+
+def ctc_inputs(t: int, n: int, s: int, c: int) -> Inputs:
+    def make(g: torch.Generator, dev: str) -> tuple:
+        lp = torch.log_softmax(_randn(g, t, n, c, device=dev), 2)
+        targets = torch.randint(1, c, (n, s), generator=g).to(dev)
+        il = torch.full((n,), t, dtype=torch.long)
+        tl = torch.randint(s // 2, s + 1, (n,), generator=g)
+        return lp, targets, il, tl
+
+    return make
+
+
+N, C = 4096, 1000
+ROWS: list[Row] = [
+    Row("CrossEntropyLoss N=4096 C=1000", "CrossEntropyLoss", logits_idx(N, C)),
+    Row("CrossEntropyLoss weight+ignore", "CrossEntropyLoss", logits_idx(N, C),
+        {"weight": torch.rand(C) + 0.5, "ignore_index": 3}),
+    Row("CrossEntropyLoss label_smoothing=0.1", "CrossEntropyLoss", logits_idx(N, C), {"label_smoothing": 0.1}),
+    Row("CrossEntropyLoss class probabilities", "CrossEntropyLoss", logits_probs(N, C)),
+    Row("CrossEntropyLoss 2-D (16, 21, 64, 64)", "CrossEntropyLoss", logits_idx(16, 21, 64, 64)),
+    Row("NLLLoss N=4096 C=1000", "NLLLoss", log_probs_idx(N, C)),
+    Row("BCELoss 4096x1000", "BCELoss", same(N, C, "prob", "unit")),
+    Row("BCEWithLogitsLoss 4096x1000", "BCEWithLogitsLoss", same(N, C, "randn", "unit")),
+    Row("BCEWithLogitsLoss pos_weight", "BCEWithLogitsLoss", same(N, C, "randn", "unit"),
+        {"pos_weight": torch.rand(C) * 3}),
+    Row("KLDivLoss batchmean 4096x1000", "KLDivLoss", same(N, C, "logsoftmax", "softmax"),
+        {"reduction": "batchmean"}),
+    Row("PoissonNLLLoss 4096x1000", "PoissonNLLLoss", same(N, C, "randn", "positive")),
+    Row("GaussianNLLLoss 4096x1000", "GaussianNLLLoss", same(N, C, "randn", "randn", "positive"),
+        grad_args=(0, 2)),
+    Row("CTCLoss T=100 N=16 S=30 C=32", "CTCLoss", ctc_inputs(100, 16, 30, 32)),
+    Row("CTCLoss T=200 N=32 S=50 C=64", "CTCLoss", ctc_inputs(200, 32, 50, 64)),
+    Row("MSELoss 4096x1000", "MSELoss", same(N, C)),
+]
+
+
+
+# losses B: regression, margin and embedding losses
+def with_signs(n: int, c: int, tensors: int = 1, target_shape: tuple[int, ...] | None = None) -> Inputs:
+    """``tensors`` standard-normal (n, c) tensors and a ±1 target of ``target_shape`` (default (n, c))."""
+
+    def make(g: torch.Generator, dev: str) -> tuple:
+        xs = tuple(_randn(g, n, c, device=dev) for _ in range(tensors))
+        y = (torch.randint(0, 2, target_shape or (n, c), generator=g) * 2 - 1).float().to(dev)
+        return (*xs, y)
+
+    return make
+
+
+def multilabel(n: int, c: int, labels: int) -> Inputs:
+    """Scores (n, c) and -1-terminated targets with ``labels`` distinct labels per sample."""
+
+    def make(g: torch.Generator, dev: str) -> tuple:
+        t = torch.stack([torch.randperm(c, generator=g) for _ in range(n)])
+        t[:, labels] = -1
+        return _randn(g, n, c, device=dev), t.to(dev)
+
+    return make
+
+
+ROWS += [
+    Row("L1Loss 4096x1000", "L1Loss", same(N, C)),
+    Row("HuberLoss 4096x1000", "HuberLoss", same(N, C)),
+    Row("SmoothL1Loss beta=0.5 4096x1000", "SmoothL1Loss", same(N, C), {"beta": 0.5}),
+    Row("MarginRankingLoss 4096x1000", "MarginRankingLoss", with_signs(N, C, 2), grad_args=(0, 1)),
+    Row("HingeEmbeddingLoss 4096x1000", "HingeEmbeddingLoss", with_signs(N, C)),
+    Row("SoftMarginLoss 4096x1000", "SoftMarginLoss", with_signs(N, C)),
+    Row("MultiLabelSoftMarginLoss 4096x1000", "MultiLabelSoftMarginLoss", same(N, C, "randn", "unit")),
+    Row("CosineEmbeddingLoss 4096x128", "CosineEmbeddingLoss", with_signs(N, 128, 2, (N,)), grad_args=(0, 1)),
+    Row("MultiMarginLoss N=4096 C=1000", "MultiMarginLoss", logits_idx(N, C)),
+    Row("MultiMarginLoss p=2 weight", "MultiMarginLoss", logits_idx(N, C), {"p": 2, "weight": torch.rand(C) + 0.5}),
+    Row("MultiLabelMarginLoss N=1024 C=100 10 labels", "MultiLabelMarginLoss", multilabel(1024, 100, 10)),
+    Row("TripletMarginLoss swap 4096x128", "TripletMarginLoss", same(N, 128, "randn", "randn", "randn"),
+        {"swap": True}, grad_args=(0, 1, 2)),
+    Row("TripletMarginWithDistanceLoss 4096x128", "TripletMarginWithDistanceLoss",
+        same(N, 128, "randn", "randn", "randn"), grad_args=(0, 1, 2)),
+]
+
+# ------------------------------------------------------------------------------------------- measurement
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _leaf_inputs(row: Row, device: str, seed: int = 0) -> list[Any]:
+    args = list(row.inputs(torch.Generator().manual_seed(seed), device))
+    for i in row.grad_args:
+        args[i] = args[i].detach().clone().requires_grad_(True)
+    return args
+
+
+def _step(loss: torch.nn.Module, args: list[Any]) -> None:
+    out = loss(*args)
+    out.backward(torch.ones_like(out) if out.dim() else None)
+
+
+def saved_bytes(loss: torch.nn.Module, args: list[Any]) -> int:
+    """Bytes of distinct storages autograd saves for backward, excluding the inputs' and the module's tensors."""
+    own = {a.untyped_storage().data_ptr() for a in args if isinstance(a, torch.Tensor)}
+    own |= {t.untyped_storage().data_ptr() for t in [*loss.parameters(), *loss.buffers()]}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in own:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = loss(*args)
+    del out
+    return sum(seen.values())
+
+
+def build(row: Row, device: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    import optimlab.nn as onn
+
+    return getattr(onn, row.loss)(**row.kwargs).to(device), getattr(torch.nn, row.loss)(**row.kwargs).to(device)
+
+
+def measure(row: Row, device: str = "cpu", repeat: int = 15, warmup: int = 3) -> dict[str, Any]:
+    """Median forward+backward milliseconds of ours and torch's (interleaved), their ratio, and saved bytes."""
+    ours, ref = build(row, device)
+    args = _leaf_inputs(row, device)
+    times: dict[str, list[float]] = {"ours": [], "torch": []}
+    for _ in range(warmup):
+        _step(ours, args)
+        _step(ref, args)
+    for _ in range(repeat):
+        for name, loss in (("ours", ours), ("torch", ref)):
+            for a in args:
+                if isinstance(a, torch.Tensor):
+                    a.grad = None
+            _sync(device)
+            t0 = time.perf_counter()
+            _step(loss, args)
+            _sync(device)
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    o, r = statistics.median(times["ours"]), statistics.median(times["torch"])
+    return {"row": row.label, "ours_ms": o, "torch_ms": r, "ratio": o / r,
+            "ratio_min": min(times["ours"]) / min(times["torch"]),  # least disturbed by a busy machine
+            "ours_saved": saved_bytes(ours, args), "torch_saved": saved_bytes(ref, args)}
+
+
+def _mib(b: int) -> str:
+    return f"{b / 2**20:.2f}"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = ["| loss | ours (ms) | torch (ms) | ratio (median) | ratio (min) | saved ours (MiB) | saved torch (MiB) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['row']} | {r['ours_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} | "
+                     f"{r['ratio_min']:.2f} | {_mib(r['ours_saved'])} | {_mib(r['torch_saved'])} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--only", default="", help="substring of the row labels to run")
+    p.add_argument("--repeat", type=int, default=15)
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+    p.add_argument("--markdown", default="", help="also write the table to this file")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    results = []
+    for row in ROWS:
+        if a.only.lower() in row.label.lower():
+            results.append(measure(row, a.device, a.repeat))
+            r = results[-1]
+            print(f"{r['row']:42s} ours {r['ours_ms']:8.2f} ms  torch {r['torch_ms']:8.2f} ms  ratio {r['ratio']:.2f}  "
+                  f"saved {_mib(r['ours_saved'])} / {_mib(r['torch_saved'])} MiB", flush=True)
+    text = table(results)
+    print(f"\ndevice={a.device} threads={torch.get_num_threads()} torch={torch.__version__}\n\n{text}")
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- pytest-benchmark
+def _pytest_params() -> list:
+    import pytest
+
+    return [pytest.param(r, id=r.label) for r in ROWS]
+
+
+try:
+    import pytest
+
+    @pytest.mark.parametrize("side", ["optimlab", "torch"])
+    @pytest.mark.parametrize("row", _pytest_params())
+    def test_loss_forward_backward(benchmark: Any, row: Row, side: str) -> None:
+        """pytest-benchmark timing of one row and side (run with ``--benchmark-enable``)."""
+        ours, ref = build(row, "cpu")
+        args = _leaf_inputs(row, "cpu")
+        benchmark(_step, ours if side == "optimlab" else ref, args)
+except ImportError:  # pytest is a test-only dependency
+    pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
