@@ -4,10 +4,9 @@ catalogue's fixed cases (which tests/test_parity.py runs)."""
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
+from _util import raised as _raised
 
 import optimlab
 from optimlab import catalog
@@ -17,14 +16,6 @@ OF, TF = optimlab.nn.functional, torch.nn.functional
 D = torch.float64
 
 
-def _raised(fn):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001
-            return type(e), str(e)
-    return None, None
 
 
 def _r(*shape, seed=0, grad=True):

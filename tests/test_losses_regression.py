@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from _util import raised as _raised
 
 import optimlab
 from optimlab import catalog
@@ -16,14 +17,6 @@ OF, TF = optimlab.nn.functional, torch.nn.functional
 
 
 
-def _raised(fn):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001
-            return type(e), str(e)
-    return None, None
 
 
 def _xy(shape=(3, 4), seed=0):

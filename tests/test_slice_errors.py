@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
+from _util import raised as _raised
 
 import optimlab
 
 P = [torch.nn.Parameter(torch.zeros(3))]
 
 
-def _raised(fn):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            fn()
-        except Exception as e:  # noqa: BLE001
-            return type(e), str(e)
-    return None, None
 
 
 SGD_BAD = [
