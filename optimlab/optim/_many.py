@@ -8,7 +8,7 @@ tensors and per-tensor scalar lists pass through as ``torch._foreach_*`` accepts
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -53,6 +53,50 @@ class Many:
         torch._foreach_zero_(self.tensors)
         return self
 
+    # Arithmetic operators, so scalar-or-tensor expressions in a rule (``1 - beta ** step`` with a
+    # tensor step, capturable mode) also run on lists.
+    def __add__(self, other: Any) -> Many:
+        return Many(torch._foreach_add(self.tensors, _unwrap(other)))
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> Many:
+        return Many(torch._foreach_sub(self.tensors, _unwrap(other)))
+
+    def __rsub__(self, other: Any) -> Many:
+        out = torch._foreach_neg(self.tensors)
+        torch._foreach_add_(out, _unwrap(other))
+        return Many(out)
+
+    def __mul__(self, other: Any) -> Many:
+        return Many(torch._foreach_mul(self.tensors, _unwrap(other)))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Any) -> Many:
+        return Many(torch._foreach_div(self.tensors, _unwrap(other)))
+
+    def __rtruediv__(self, other: Any) -> Many:
+        out = torch._foreach_reciprocal(self.tensors)
+        torch._foreach_mul_(out, _unwrap(other))
+        return Many(out)
+
+    def __pow__(self, other: Any) -> Many:
+        return Many(torch._foreach_pow(self.tensors, _unwrap(other)))
+
+    def __rpow__(self, other: Any) -> Many:
+        return Many(torch._foreach_pow(other, self.tensors))
+
+
+def each(fn: Callable[..., Any], *args: Any) -> Any:
+    """Apply a per-tensor function (one with no foreach form, e.g. ``torch.where``) to a tensor, or
+    tensor by tensor to :class:`Many` arguments (non-``Many`` arguments are shared)."""
+    if not any(isinstance(a, Many) for a in args):
+        return fn(*args)
+    n = next(len(a) for a in args if isinstance(a, Many))
+    outs = [fn(*(a[i] if isinstance(a, Many) else a for a in args)) for i in range(n)]
+    return None if all(o is None for o in outs) else Many(outs)
+
 
 def _inplace(op: str) -> Any:
     fn = getattr(torch, f"_foreach_{op}_")
@@ -80,8 +124,24 @@ def _outofplace(op: str) -> Any:
 _BINARY = ("add", "sub", "mul", "div", "lerp", "addcmul", "addcdiv", "maximum", "minimum", "pow", "clamp_min",
            "clamp_max")
 _UNARY = ("sqrt", "abs", "exp", "log", "sign", "reciprocal", "neg", "sigmoid", "tanh")
+# ``clamp_`` / ``sign`` etc. without a foreach twin go through :func:`each`.
 
 for _op in _BINARY + _UNARY:
     setattr(Many, f"{_op}_", _inplace(_op))
     if _op != "neg":
         setattr(Many, _op, _outofplace(_op))
+
+
+def maximum_(dst: Any, src: Any, differentiable: bool = False) -> Any:
+    """dst ← max(dst, src) in place, for a tensor or a :class:`Many` (autograd-safe when ``differentiable``)."""
+    if isinstance(dst, Many):
+        return dst.maximum_(src)
+    if differentiable:
+        return dst.copy_(torch.maximum(dst.clone(), src))
+    return torch.maximum(dst, src, out=dst)
+
+
+def value(x: Any) -> float:
+    """The Python number held by a 0-d tensor, or by the first of a :class:`Many` of 0-d tensors (the
+    optimizer buckets parameters so that all of them hold the same value)."""
+    return (x[0] if isinstance(x, Many) else x).item()

@@ -7,11 +7,20 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import _get_scalar_dtype
+from torch.optim.optimizer import _get_scalar_dtype, _to_scalar
 
 from .optimizer import Optimizer, validate
 
 __all__ = ["Adafactor", "adafactor_rule"]
+
+
+def _scale(t: Tensor, s: Any, foreach: bool) -> Tensor:
+    """t ← s·t in place; the multi-tensor kernel rounds a scalar differently for half-precision tensors."""
+    if foreach:
+        torch._foreach_mul_([t], s)
+    else:
+        t.mul_(s)
+    return t
 
 
 def adafactor_rule(p: Tensor, g: Tensor, row_var: Tensor | None, col_var: Tensor | None, variance: Tensor | None, *,
@@ -24,13 +33,13 @@ def adafactor_rule(p: Tensor, g: Tensor, row_var: Tensor | None, col_var: Tensor
     1-D:  V ← lerp(V, g², t^τ);  V̂ ← V
     u ← g / √max(V̂, ε₁²);  θ ← θ - α/max(1, RMS(u)/d) · u.
 
-    ``foreach`` only picks torch's multi-tensor rounding for the last line (scale u, then add).
+    ``foreach`` only picks torch's multi-tensor rounding (foreach scaling; u scaled, then added).
     """
     one_minus_beta2 = step**beta2_decay
     rho = min(lr, 1 / (step**0.5))
     alpha = max(eps2, p.norm(2).item() / (p.numel() ** 0.5)) * rho
     if weight_decay != 0:
-        p.mul_(1 - lr * weight_decay)
+        _scale(p, 1 - lr * weight_decay, foreach)
     if g.dim() > 1:
         assert row_var is not None and col_var is not None
         # mean of g² over a dimension, as a squared norm (no g²-sized temporary)
@@ -44,8 +53,8 @@ def adafactor_rule(p: Tensor, g: Tensor, row_var: Tensor | None, col_var: Tensor
         var = variance.clone()
     update = var.clamp_(min=eps1 * eps1).rsqrt_().mul_(g)
     scale = -alpha / max(1.0, update.norm(2).item() / ((update.numel() ** 0.5) * d))
-    if foreach:
-        p.add_(update.mul_(scale))
+    if foreach:  # torch's multi-tensor rounding: scale u, then add
+        p.add_(_scale(update, scale, True))
     else:
         p.add_(update, alpha=scale)
 
@@ -131,7 +140,7 @@ class Adafactor(Optimizer):
             eps1, eps2 = group["eps"]
             if eps1 is None:  # torch takes the first parameter's dtype for the whole group
                 eps1 = torch.finfo(params[0].dtype).eps
-            lr = self._scalar(group["lr"])
+            lr = _to_scalar(group["lr"])  # a tensor lr stays a tensor: torch's rounding
             for st in states:
                 st["step"] += 1
             for p, g, st in zip(params, grads, states, strict=True):

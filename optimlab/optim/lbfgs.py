@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import _to_scalar
 
 from .optimizer import Optimizer, validate
 
@@ -209,7 +210,7 @@ class LBFGS(Optimizer):
                  f"Expected exactly one param_group, but got {len(self.param_groups)}", AssertionError)
         closure = torch.enable_grad()(closure)
         group = self.param_groups[0]
-        lr = self._scalar(group["lr"])
+        lr = _to_scalar(group["lr"])  # a tensor lr stays a tensor: torch stores t (= lr) in the state
         max_iter, max_eval = group["max_iter"], group["max_eval"]
         tol_grad, tol_change = group["tolerance_grad"], group["tolerance_change"]
         line_search, history_size = group["line_search_fn"], group["history_size"]
@@ -279,7 +280,8 @@ class LBFGS(Optimizer):
                 self._move(t, d)
                 if n_iter != max_iter:  # the last iteration's loss is not needed (stochastic setting)
                     with torch.enable_grad():
-                        loss = float(closure())
+                        out = closure()
+                    loss = float(out)  # outside grad mode, like torch (no requires-grad warning)
                     flat_grad = self._flat_grad()
                     opt_cond = flat_grad.abs().max() <= tol_grad
                     ls_evals = 1

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import _to_scalar
 
 from .optimizer import Optimizer, validate
 
@@ -122,7 +123,7 @@ class Muon(Optimizer):
                     state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
                 params.append(p)
                 bufs.append(state["momentum_buffer"])
-            lr = self._scalar(group["lr"])
+            lr = _to_scalar(group["lr"])  # a tensor lr stays a tensor: torch's rounding
             for p, buf in zip(params, bufs, strict=True):
                 muon_rule(p, p.grad, buf, lr=lr, weight_decay=group["weight_decay"], momentum=group["momentum"],
                           nesterov=group["nesterov"], ns_coefficients=group["ns_coefficients"],

@@ -6,22 +6,39 @@ ZeroRedundancyOptimizer, Lightning and LR schedulers, and inherits torch's check
 Attributes (as torch documents them):
     defaults (dict): the constructor's hyperparameters, used for groups that do not override them.
     state (defaultdict[Tensor, dict]): per-parameter state, keyed by parameter, with torch's state
-        names (``"step"``, ``"exp_avg"``, ``"momentum_buffer"``, …) so checkpoints interchange.
-    param_groups (list[dict]): each group's ``"params"`` and hyperparameters.
-    step counter: algorithms that count steps keep ``state[p]["step"]`` like torch (a float32 0-d
-        tensor, or on the parameter's device when ``capturable``/``fused``).
+        names (``"step"``, ``"exp_avg"``, ``"momentum_buffer"``, …) so checkpoints interchange. It is
+        created lazily, on a parameter's first step with a gradient (Adagrad, like torch, at construction).
+    param_groups (list[dict]): each group's ``"params"`` (and ``"param_names"`` when the optimizer
+        was given named parameters) and hyperparameters.
+    step counter: algorithms that count steps keep ``state[p]["step"]`` like torch: a 0-d tensor of
+        the default scalar dtype (float32, or float64 under a float64 default dtype) on the CPU, or
+        on the parameter's device when ``capturable``/``fused`` (float32 for ``fused``).
 
-Methods:
-    zero_grad(set_to_none=True): drop (or zero) every parameter's ``.grad``.
-    step(closure=None): one update; a ``closure`` re-evaluates the loss and its value is returned.
+Methods (inherited from torch, behaving exactly as documented there):
+    zero_grad(set_to_none=True): drop (or zero in place) every parameter's ``.grad``.
+    step(closure=None): one update of every group; a ``closure`` re-evaluates the loss (with grad
+        enabled) and its value is returned. Parameters whose ``.grad`` is None are skipped.
     add_param_group(group): add a group, filling missing hyperparameters from ``defaults``.
-    state_dict() / load_state_dict(sd): torch's format (params by index, or by name when the
-        groups carry ``param_names``), loadable from and into torch's optimizers.
-    register_step_pre_hook / register_step_post_hook / register_state_dict_*_hook /
-    register_load_state_dict_*_hook: torch's hook API.
+    state_dict() / load_state_dict(sd): torch's format (params by index; ``param_names`` kept when
+        the groups carry them), loadable from and into torch's optimizers.
+    register_step_pre_hook / register_step_post_hook / register_state_dict_pre_hook /
+    register_state_dict_post_hook / register_load_state_dict_pre_hook /
+    register_load_state_dict_post_hook: torch's hook API.
 
-An algorithm subclass supplies its update *rule* once (a function over tensor-likes) and calls
-:meth:`_apply` which runs it per tensor or, on the multi-tensor path, on :class:`~._many.Many` lists.
+Flags every elementwise algorithm shares, handled here once:
+    maximize: the rule sees ``-∇`` (:meth:`_grads`).
+    complex parameters: params, grads and state are viewed as real pairs (:meth:`_collect`).
+    foreach: ``None`` picks torch's default (multi-tensor on accelerators, not when differentiable);
+        the multi-tensor path runs the *same* rule on :class:`~._many.Many` lists (:meth:`_apply`).
+    fused: accepted where torch accepts it, validated like torch (floating point params on a fused
+        device, not with ``foreach``/``differentiable``); it runs the same rule on ``Many`` lists and
+        honours GradScaler's ``grad_scale``/``found_inf``.
+    capturable / differentiable: the step count stays a tensor and the rule takes its tensor branch
+        (capturable is only valid on accelerators, as in torch); ``differentiable`` runs the step
+        with autograd on, so gradients flow through ``step()``.
+
+An algorithm subclass supplies its update *rule* once (a function over tensor-likes), the names and
+initial values of its state, and calls :meth:`_collect`, :meth:`_count` and :meth:`_apply`.
 """
 
 from __future__ import annotations
@@ -35,9 +52,12 @@ from torch.optim.optimizer import _use_grad_for_differentiable
 
 from ._many import Many
 
-__all__ = ["Optimizer", "use_grad_for_differentiable", "validate"]
+__all__ = ["Optimizer", "scalar_dtype", "use_grad_for_differentiable", "validate", "validate_common"]
 
 use_grad_for_differentiable = _use_grad_for_differentiable  # torch's base-class utility, re-exported
+
+_FUSED_DEVICES = ("mps", "cuda", "xpu", "hpu", "cpu", "mtia")
+_CAPTURABLE_DEVICES = ("cuda", "xpu", "hpu", "xla")
 
 
 def validate(cond: bool, message: str, exc: type[Exception] = ValueError) -> None:
@@ -46,12 +66,40 @@ def validate(cond: bool, message: str, exc: type[Exception] = ValueError) -> Non
         raise exc(message)
 
 
+def validate_common(lr: Any, eps: float | None = None, weight_decay: Any = None,
+                    betas: tuple[Any, Any] | None = None) -> None:
+    """torch's shared checks: 1-element tensor lr, ``lr >= 0``, ``eps >= 0``, ``0 <= β < 1``, ``λ >= 0``."""
+    validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
+    validate(0.0 <= lr, f"Invalid learning rate: {lr}")
+    if eps is not None:
+        validate(0.0 <= eps, f"Invalid epsilon value: {eps}")
+    if betas is not None:
+        validate(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
+        validate(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
+    if weight_decay is not None:
+        validate(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
+
+
+def scalar_dtype(fused: bool | None = None) -> torch.dtype:
+    """torch's dtype for step counters: float32 when fused, else float64 only under a float64 default."""
+    if fused:
+        return torch.float32
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
 def _foreach_capable(t: Tensor) -> bool:
     return type(t) in (Tensor, torch.nn.Parameter) and t.device.type in ("cuda", "xpu", "mps", "mtia")
 
 
+def _real(t: Any) -> Any:
+    return torch.view_as_real(t) if isinstance(t, Tensor) and t.is_complex() else t
+
+
 class Optimizer(torch.optim.Optimizer):
     """Base class of optimlab's optimizers (see the module docstring for attributes and methods)."""
+
+    #: torch's multi-tensor paths refuse ``differentiable=True`` (AssertionError), except SGD's.
+    _foreach_differentiable: bool = False
 
     @staticmethod
     def _scalar(x: Any) -> Any:
@@ -63,10 +111,13 @@ class Optimizer(torch.optim.Optimizer):
     @staticmethod
     def _use_foreach(group: dict[str, Any], params: Sequence[Tensor]) -> bool:
         """torch's default: the multi-tensor path when every parameter is a plain tensor on an
-        accelerator and the step is not differentiable; ``foreach=True/False`` forces it."""
+        accelerator and the step is not differentiable; ``foreach=True/False`` forces it; ``fused``
+        runs the rule on lists too."""
+        if group.get("fused"):
+            return True
         foreach = group.get("foreach")
         if foreach is None:
-            if group.get("differentiable", False) or group.get("fused"):
+            if group.get("differentiable", False):
                 return False
             return all(_foreach_capable(p) for p in params)
         return bool(foreach)
@@ -76,22 +127,134 @@ class Optimizer(torch.optim.Optimizer):
         """The gradients to descend on: ``-∇`` when maximizing."""
         return [(-p.grad if maximize else p.grad) for p in params]  # type: ignore[operator]
 
+    # ----------------------------------------------------------------------------------- state
+    @staticmethod
+    def _new_step(p: Tensor, group: dict[str, Any]) -> Tensor:
+        """A fresh step counter (0) where torch keeps it: on ``p``'s device when capturable/fused."""
+        if group.get("capturable") or group.get("fused"):
+            return torch.zeros((), dtype=scalar_dtype(group.get("fused")), device=p.device)
+        return torch.tensor(0.0, dtype=scalar_dtype())
+
+    @staticmethod
+    def _check_fused(p: Tensor) -> None:
+        validate(p.device.type in _FUSED_DEVICES and torch.is_floating_point(p),
+                 "`fused=True` requires all the params to be floating point Tensors of supported devices: "
+                 f"{list(_FUSED_DEVICES)} but {p.dtype} and {p.device.type}", RuntimeError)
+
+    def _fix_steps(self, *scalars: str) -> None:
+        """After loading old checkpoints: turn float ``step`` (and other scalar state) into torch's tensors."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                st = self.state.get(p, {})
+                for key in ("step", *scalars):
+                    if key in st and not torch.is_tensor(st[key]):
+                        on_dev = group.get("capturable") or group.get("fused")
+                        st[key] = torch.tensor(float(st[key]), dtype=scalar_dtype(group.get("fused")),
+                                               device=p.device if on_dev else None)
+
+    def _collect(self, group: dict[str, Any], init: Callable[[Tensor, dict[str, Any]], dict[str, Any]],
+                 keys: Sequence[str], sparse_error: str | None = None,
+                 sparse_ok: bool = False) -> tuple[list[Tensor], list[Tensor], list[list[Any]], list[Tensor]]:
+        """Parameters with gradients, their (maximize-signed) gradients, the state tensors named by
+        ``keys`` (created by ``init`` on first use) and the step counters.
+
+        Complex parameters, gradients and state come back as real views (writes go through). A
+        sparse gradient raises torch's RuntimeError unless ``sparse_ok``.
+        """
+        params: list[Tensor] = []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse and not sparse_ok:
+                raise RuntimeError(sparse_error or f"{type(self).__name__} does not support sparse gradients")
+            params.append(p)
+            state = self.state[p]
+            if len(state) == 0:
+                if group.get("fused"):
+                    self._check_fused(p)
+                state.update(init(p, group))
+            if group.get("differentiable") and isinstance(state.get("step"), Tensor) and state["step"].requires_grad:
+                raise RuntimeError("`requires_grad` is not supported for `step` in differentiable mode")
+        grads = self._grads(params, group.get("maximize", False))
+        grads = self._unscale(group, grads)
+        states = [[_real(self.state[p][k]) if k in self.state[p] else None for p in params] for k in keys]
+        steps = [self.state[p]["step"] for p in params] if params and "step" in self.state[params[0]] else []
+        return [_real(p) for p in params], [_real(g) for g in grads], states, steps
+
+    def _unscale(self, group: dict[str, Any], grads: list[Tensor]) -> list[Tensor]:
+        """GradScaler's contract for fused optimizers: divide by ``grad_scale`` (the update is
+        skipped by :meth:`_skip` when ``found_inf``)."""
+        scale = getattr(self, "grad_scale", None)
+        if group.get("fused") and scale is not None:
+            return [g / scale.to(g.device) for g in grads]
+        return grads
+
+    def _skip(self, group: dict[str, Any]) -> bool:
+        """Whether GradScaler reported inf/NaN gradients to this fused optimizer (then no update)."""
+        found_inf = getattr(self, "found_inf", None)
+        return bool(group.get("fused") and found_inf is not None and float(found_inf) != 0.0)
+
+    def _count(self, group: dict[str, Any], steps: Sequence[Tensor], tensor: bool = False) -> list[Any]:
+        """Advance the step counters; return each step as a Python float, or the tensors themselves
+        when ``tensor`` (capturable/differentiable math). Capturable needs an accelerator, as in torch."""
+        if group.get("capturable") and not torch.compiler.is_compiling():
+            validate(all(s.device.type in _CAPTURABLE_DEVICES for s in steps),
+                     "If capturable=True, params and state_steps must be on supported devices: "
+                     f"{list(_CAPTURABLE_DEVICES)}.", AssertionError)
+        if steps and not group.get("differentiable") and steps[0].device.type != "cpu":
+            torch._foreach_add_(list(steps), 1)
+        else:
+            for s in steps:
+                s += 1
+        if tensor:
+            return list(steps)
+        return [s.item() for s in steps]
+
+    def _lr(self, group: dict[str, Any], tensor: bool) -> Any:
+        """The group's lr for the rule: a Python number, except a tensor lr in tensor-step mode
+        (capturable/differentiable), where torch keeps it a tensor."""
+        lr = group["lr"]
+        if tensor and isinstance(lr, Tensor):
+            return lr.squeeze() if lr.dim() else lr
+        return self._scalar(lr)
+
+    # ------------------------------------------------------------------------------------ rule
     def _apply(self, rule: Callable[..., Any], group: dict[str, Any], lists: Sequence[Sequence[Any]],
-               **hyper: Any) -> None:
-        """Run ``rule(*tensors, **hyper)`` on each parameter's tensors, or once per (device, dtype)
-        bucket on :class:`Many` lists when the multi-tensor path is chosen."""
+               bucket_by: Sequence[Any] | None = None, **hyper: Any) -> None:
+        """Run ``rule(*items, **hyper)`` for each parameter, or once per bucket on :class:`Many` lists
+        when the multi-tensor path is chosen.
+
+        ``lists`` are parallel lists, the first being the parameters. Entries that are tensors are
+        per-parameter tensors; other entries (Python numbers, None) are per-parameter scalars, and
+        the multi-tensor path buckets parameters by (device, dtype, those scalars) so that each
+        bucket gets one value, as torch's own foreach paths effectively compute. ``bucket_by`` adds a
+        per-parameter key (e.g. the value of 0-d state the rule reads as a number) without passing it.
+        """
         if not lists or not lists[0]:
             return
-        if self._use_foreach(group, lists[0]) and not any(t.is_sparse for t in lists[1] if t is not None):
-            buckets = torch.optim.Optimizer._group_tensors_by_device_and_dtype([list(x) for x in lists])
-            for (tensors, _indices) in buckets.values():
-                rule(*(Many(t) for t in tensors), **hyper)
+        if not self._use_foreach(group, lists[0]) or any(
+            isinstance(t, Tensor) and t.is_sparse for t in lists[1]
+        ):
+            for items in zip(*lists, strict=True):
+                rule(*items, **hyper)
             return
-        for tensors in zip(*lists, strict=True):
-            rule(*tensors, **hyper)
+        validate(self._foreach_differentiable or not group.get("differentiable"), "_foreach ops don't support autograd",
+                 AssertionError)
+        buckets: dict[tuple[Any, ...], list[int]] = {}
+        for i, p in enumerate(lists[0]):
+            key = (p.device, p.dtype, *(x[i] for x in lists[1:] if not isinstance(x[i], Tensor)),
+                   None if bucket_by is None else bucket_by[i])
+            buckets.setdefault(key, []).append(i)
+        for idx in buckets.values():
+            args = []
+            for x in lists:
+                first = x[idx[0]]
+                args.append(Many([x[i] for i in idx]) if isinstance(first, Tensor) else first)
+            rule(*args, **hyper)
 
     @staticmethod
     def _eval_closure(closure: Callable[[], Any] | None) -> Any:
+        """Evaluate ``closure`` with autograd enabled (``step`` itself may run under no_grad)."""
         if closure is None:
             return None
         with torch.enable_grad():

@@ -1,3 +1,88 @@
-"""The rprop optimizer (optimlab re-implementation)."""
+"""Rprop: resilient backpropagation (Riedmiller & Braun), as :class:`torch.optim.Rprop`."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._many import each
+from .optimizer import Optimizer, use_grad_for_differentiable, validate
+
+__all__ = ["Rprop", "rprop_rule"]
+
+
+def _factor(s: Tensor, etaminus: float, etaplus: float) -> Tensor:
+    """η⁺ where s > 0, η⁻ where s < 0, 1 where s = 0 (NaN stays NaN)."""
+    return torch.where(s.gt(0), etaplus, torch.where(s.lt(0), etaminus, torch.where(s.eq(0), 1.0, s)))
+
+
+def rprop_rule(p: Any, g: Any, prev: Any, step_size: Any, *, etaminus: float, etaplus: float, step_size_min: float,
+               step_size_max: float, differentiable: bool) -> None:
+    """f = η⁺ if g·g₋ > 0, η⁻ if < 0, else 1;  s ← clamp(s·f, s_min, s_max);  g ← 0 where f = η⁻;
+    θ ← θ - s·sign(g);  g₋ ← g."""
+    sign = each(_factor, g.mul(prev.clone() if differentiable else prev).sign(), etaminus, etaplus)
+    each(lambda s: s.clamp_(step_size_min, step_size_max), step_size.mul_(sign))
+    g = each(lambda gg, f: torch.where(f.eq(etaminus), 0, gg), g, sign)
+    p.addcmul_(g.sign(), step_size, value=-1)
+    prev.copy_(g)
+
+
+class Rprop(Optimizer):
+    r"""Rprop, as :class:`torch.optim.Rprop`.
+
+    .. math::
+        \eta_t = \begin{cases}\eta^+ & g_t g_{t-1} > 0\\ \eta^- & g_t g_{t-1} < 0\\ 1 & \text{else}\end{cases},\quad
+        s_t = \mathrm{clamp}(\eta_t s_{t-1}, s_{min}, s_{max}),\quad \theta_t = \theta_{t-1} - s_t\,\mathrm{sign}(g_t)
+
+    (with :math:`g_t \leftarrow 0` where :math:`\eta_t = \eta^-`).
+
+    Args:
+        params: iterable of parameters or named parameters, or of dicts defining groups.
+        lr (float | Tensor): initial step size s₀ (default: 1e-2).
+        etas (tuple[float, float]): (η⁻, η⁺) with 0 < η⁻ < 1 < η⁺ (default: (0.5, 1.2)).
+        step_sizes (tuple[float, float]): (s_min, s_max) (default: (1e-6, 50)).
+        capturable, foreach, maximize, differentiable: as in torch (see :mod:`.optimizer`).
+
+    State per parameter: ``step``, ``prev``, ``step_size``.
+    """
+
+    def __init__(self, params: Any, lr: float | Tensor = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
+                 step_sizes: tuple[float, float] = (1e-6, 50), *, capturable: bool = False,
+                 foreach: bool | None = None, maximize: bool = False, differentiable: bool = False) -> None:
+        validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
+        validate(0.0 <= lr, f"Invalid learning rate: {lr}")
+        validate(0.0 < etas[0] < 1.0 < etas[1], f"Invalid eta values: {etas[0]}, {etas[1]}")
+        defaults = dict(lr=lr, etas=etas, step_sizes=step_sizes, foreach=foreach, maximize=maximize,
+                        differentiable=differentiable, capturable=capturable)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, val in (("foreach", None), ("maximize", False), ("differentiable", False), ("capturable", False)):
+                group.setdefault(key, val)
+        self._fix_steps()
+
+    def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
+        lr = group["lr"]
+        lr = lr.squeeze() if isinstance(lr, Tensor) and lr.dim() else lr
+        fill = complex(lr, lr) if p.dtype.is_complex else lr
+        return {"step": self._new_step(p, group), "prev": torch.zeros_like(p, memory_format=torch.preserve_format),
+                "step_size": torch.full_like(p.grad, fill)}  # type: ignore[arg-type]
+
+    @use_grad_for_differentiable
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One Rprop step over every group; returns the closure's loss when a closure is given."""
+        loss = self._eval_closure(closure)
+        for group in self.param_groups:
+            params, grads, (prev, sizes), steps = self._collect(group, self._init_state, ("prev", "step_size"))
+            if not params:
+                continue
+            self._count(group, steps)
+            (etaminus, etaplus), (lo, hi) = group["etas"], group["step_sizes"]
+            self._apply(rprop_rule, group, [params, grads, prev, sizes], etaminus=etaminus, etaplus=etaplus,
+                        step_size_min=lo, step_size_max=hi, differentiable=group["differentiable"])
+        return loss

@@ -57,6 +57,8 @@ class SGD(Optimizer):
     State per parameter: ``momentum_buffer`` (only when momentum ≠ 0).
     """
 
+    _foreach_differentiable = True  # torch's multi-tensor SGD runs under autograd too
+
     def __init__(self, params: Any, lr: float | Tensor = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float | Tensor = 0, nesterov: bool = False, *, maximize: bool = False,
                  foreach: bool | None = None, differentiable: bool = False, fused: bool | None = None) -> None:
@@ -88,7 +90,12 @@ class SGD(Optimizer):
         loss = self._eval_closure(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            grads = self._grads(params, group["maximize"])
+            if group["fused"]:
+                for p in params:
+                    self._check_fused(p)
+            grads = self._unscale(group, self._grads(params, group["maximize"]))
+            if self._skip(group):
+                continue
             hyper = dict(lr=self._scalar(group["lr"]), momentum=group["momentum"], dampening=group["dampening"],
                          weight_decay=group["weight_decay"], nesterov=group["nesterov"])
             if group["momentum"] == 0:

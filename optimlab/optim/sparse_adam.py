@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import _to_scalar
 
 from .optimizer import Optimizer, validate
 
@@ -27,7 +28,7 @@ def sparse_adam_rule(p: Tensor, g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, 
         return
 
     def scatter(values: Tensor) -> Tensor:
-        return torch.sparse_coo_tensor(idx, values, g.size())
+        return torch.sparse_coo_tensor(idx, values, g.size(), check_invariants=False)
 
     m_old = exp_avg.sparse_mask(g)._values()
     dm = vals.sub(m_old).mul_(1 - beta1)
@@ -98,7 +99,7 @@ class SparseAdam(Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
                 todo.append((p, state))
-            lr = self._scalar(group["lr"])
+            lr = _to_scalar(group["lr"])  # a tensor lr stays a tensor: torch's rounding
             for p, state in todo:
                 g = -p.grad if maximize else p.grad
                 sparse_adam_rule(p, g, state["exp_avg"], state["exp_avg_sq"], lr=lr, beta1=beta1, beta2=beta2,
