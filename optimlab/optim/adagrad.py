@@ -90,12 +90,8 @@ class Adagrad(Optimizer):
             for p in group["params"]:
                 self.state[p].update(self._init_state(p, group))
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            for key, val in (("foreach", None), ("maximize", False), ("differentiable", False), ("fused", None)):
-                group.setdefault(key, val)
-        self._fix_steps()
+    _group_defaults = (("foreach", None), ("maximize", False), ("differentiable", False), ("fused", None))
+    _scalar_state = ()
 
     def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         init = group["initial_accumulator_value"]

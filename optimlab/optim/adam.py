@@ -104,13 +104,11 @@ class Adam(Optimizer):
             self._step_supports_amp_scaling = True
             validate(not foreach, "`fused` and `foreach` cannot be `True` together.", RuntimeError)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            for key, val in (("amsgrad", False), ("maximize", False), ("foreach", None), ("capturable", False),
-                             ("differentiable", False), ("decoupled_weight_decay", False), ("fused", None)):
-                group.setdefault(key, val)
-        self._fix_steps()
+    _group_defaults = (
+        ("amsgrad", False), ("maximize", False), ("foreach", None), ("capturable", False), ("differentiable", False),
+        ("decoupled_weight_decay", False), ("fused", None),
+    )
+    _scalar_state = ()
 
     def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         state = {"step": self._new_step(p, group), "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),

@@ -79,13 +79,11 @@ class NAdam(Optimizer):
                         capturable=capturable, differentiable=differentiable)
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            for key, val in (("maximize", False), ("foreach", None), ("capturable", False), ("differentiable", False),
-                             ("decoupled_weight_decay", False)):
-                group.setdefault(key, val)
-        self._fix_steps("mu_product")
+    _group_defaults = (
+        ("maximize", False), ("foreach", None), ("capturable", False), ("differentiable", False),
+        ("decoupled_weight_decay", False),
+    )
+    _scalar_state = ("mu_product",)
 
     def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Tensor]:
         dev = p.device if group["capturable"] else None

@@ -44,7 +44,7 @@ initial values of its state, and calls :meth:`_collect`, :meth:`_count` and :met
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -100,6 +100,20 @@ class Optimizer(torch.optim.Optimizer):
 
     #: torch's multi-tensor paths refuse ``differentiable=True`` (AssertionError), except SGD's.
     _foreach_differentiable: bool = False
+
+    #: group keys that older checkpoints may lack, filled in on load (torch's ``__setstate__``)
+    _group_defaults: ClassVar[tuple[tuple[str, Any], ...]] = ()
+    #: for algorithms whose ``step`` is a tensor: other per-parameter scalar state that older
+    #: checkpoints stored as Python numbers (None: the algorithm keeps no tensor step)
+    _scalar_state: ClassVar[tuple[str, ...] | None] = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, val in self._group_defaults:
+                group.setdefault(key, val)
+        if self._scalar_state is not None:
+            self._fix_steps(*self._scalar_state)
 
     @staticmethod
     def _scalar(x: Any) -> Any:

@@ -77,12 +77,9 @@ class SGD(Optimizer):
             validate(not differentiable, "`fused` does not support `differentiable`", RuntimeError)
             validate(not foreach, "`fused` and `foreach` cannot be `True` together.", RuntimeError)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            for key, val in (("nesterov", False), ("maximize", False), ("foreach", None),
-                             ("differentiable", False), ("fused", False)):
-                group.setdefault(key, val)
+    _group_defaults = (
+        ("nesterov", False), ("maximize", False), ("foreach", None), ("differentiable", False), ("fused", False),
+    )
 
     @use_grad_for_differentiable
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
