@@ -12,6 +12,7 @@ from _util import raised as _raised
 import optimlab
 from optimlab import catalog
 from optimlab.parity import fuzz
+from optimlab.parity.tolerances import TENSOR
 
 OF, TF = optimlab.nn.functional, torch.nn.functional
 
@@ -134,3 +135,26 @@ def test_custom_backward_repeatable_and_matches_torch(fn, reduction):
     for a, b, r in zip(first, second, ref, strict=True):
         assert torch.equal(a, b)
         torch.testing.assert_close(a, r)
+
+
+@pytest.mark.parametrize("name,kw", [("mse_loss", {}), ("huber_loss", {"delta": 0.7}),
+                                     ("smooth_l1_loss", {"beta": 0.5})])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("layout", ["contiguous", "broadcast", "transposed"])
+def test_clamped_quadratic_many_pieces(name, kw, reduction, layout):
+    """Inputs larger than one forward piece (2^19 elements), contiguous or not, match torch."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1200, 1000, generator=g, requires_grad=True)
+    y = torch.randn(1200, 1000, generator=g)
+    if layout == "broadcast":
+        y = y[:1].expand(1200, 1000)
+    elif layout == "transposed":
+        y = y.t().contiguous().t()
+    tol = TENSOR[torch.float32]
+    ours = getattr(OF, name)(x, y, reduction=reduction, **kw)
+    ref = getattr(TF, name)(x, y, reduction=reduction, **kw)
+    torch.testing.assert_close(ours, ref, rtol=tol.rtol, atol=tol.atol)
+    go = torch.randn(ref.shape, generator=g)
+    (g_o,) = torch.autograd.grad(ours, x, go)
+    (g_r,) = torch.autograd.grad(ref, x, go)
+    torch.testing.assert_close(g_o, g_r, rtol=tol.rtol, atol=tol.atol)

@@ -34,33 +34,59 @@ def _diff(input: Tensor, target: Tensor) -> Tensor:
     return x - y
 
 
+_CHUNK = 1 << 19  # elements per piece (2^18..2^20 measured alike; 2^16 and below lose to per-op overhead)
+
+
+def _pieces(*tensors: Tensor) -> list[tuple[Tensor, ...]]:
+    """The same-shaped ``tensors`` cut into matching pieces of about :data:`_CHUNK` elements: flat slices when all
+    are contiguous, else slices along dim 0 (which keep broadcast strides, so nothing is copied)."""
+    if all(t.is_contiguous() for t in tensors):
+        tensors = tuple(t.view(-1) for t in tensors)
+    first = tensors[0]
+    row = first[0].numel() if first.size(0) else 1
+    return list(zip(*(t.split(max(1, _CHUNK // max(1, row))) for t in tensors), strict=True))
+
+
 class _ClampedQuadratic(torch.autograd.Function):
     """``ℓ = a·c·(d - ½c)`` with ``d = x - y`` and ``c = clamp(d, -k, k)`` (``k = None``: ``c = d``, ``ℓ = (a/2)·d²``),
     reduced by :func:`optimlab.nn._reduction.reduce`; ``∂ℓ/∂x = a·c`` times the reduction's scale.
 
     One formula for three losses: MSE (``a = 2``, no clamp), Huber (``a = 1``, ``k = δ``) and smooth L1
     (``a = 1/β``, ``k = β``). A Function because autograd through ``clamp``/``where`` and the reduction ran
-    several times slower than torch's fused kernels. Backward keeps ``c`` (one input-sized tensor; recomputing
-    it from the inputs, as torch's kernels do, measured ~30 % slower here). With ``create_graph`` the gradient
-    is recomputed with differentiable ops (``|d| < k`` strictly, NaN with derivative 0, as torch's double
-    backward)."""
+    several times slower than torch's fused kernels. Forward runs piece by piece (:func:`_pieces`) through one
+    reused buffer, so the only input-sized tensors it allocates are ``c`` and, for ``none``, the result; ``sum``
+    and ``mean`` add per-piece sums in at least float32. Backward keeps ``c`` (recomputing it from the inputs, as
+    torch's kernels do, measured ~30 % slower here). With ``create_graph`` the gradient is recomputed with
+    differentiable ops (``|d| < k`` strictly, NaN with derivative 0, as torch's double backward)."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, y: Tensor, a: float, k: float | None, reduction: str,
                 dtype: torch.dtype) -> Tensor:
-        d = x - y
-        if k is None:  # c = d, ℓ = (a/2)·d²
-            c = d
-            loss, factor = d * d, a / 2
-        else:
-            c = d.clamp(-k, k)
-            loss, factor = d.add_(c, alpha=-0.5).mul_(c), a  # reuses d's buffer
-        ctx.save_for_backward(x, y, c)
-        ctx.a, ctx.k, ctx.scale = a, k, R.grad_scale(reduction, loss.numel())
-        if reduction == "none":
-            return (loss.mul_(factor) if factor != 1 else loss).to(dtype)
-        out = R.reduce(loss.to(dtype), reduction)  # the constant factor is applied to the reduced value
-        return out * factor if factor != 1 else out
+        factor = a / 2 if k is None else a
+        c_all = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        out = torch.empty(x.shape, dtype=dtype, device=x.device) if reduction == "none" else None
+        pieces = _pieces(x, y, c_all) if out is None else _pieces(x, y, c_all, out)
+        acc = torch.promote_types(dtype, torch.float32)
+        sums = torch.empty(len(pieces), dtype=acc, device=x.device)
+        buf = torch.empty_like(pieces[0][2])
+        for i, (xp, yp, c, *rest) in enumerate(pieces):
+            b = buf[:c.size(0)]
+            if k is None:  # c = d, ℓ = d² (the factor a/2 comes last)
+                loss = torch.mul(torch.sub(xp, yp, out=c), c, out=b)
+            else:
+                d = torch.sub(xp, yp, out=b)
+                loss = d.sub_(torch.clamp(d, -k, k, out=c), alpha=0.5).mul_(c)  # d's buffer reused
+            if out is None:
+                torch.sum(loss.to(dtype), list(range(loss.dim())), dtype=acc, out=sums[i])
+            else:
+                rest[0].copy_(loss.mul_(factor) if factor != 1 else loss)
+        ctx.save_for_backward(x, y, c_all)
+        ctx.a, ctx.k, ctx.scale = a, k, R.grad_scale(reduction, x.numel())
+        if out is not None:
+            return out
+        total = sums.sum()
+        total = (total / x.numel() if reduction == "mean" else total).to(dtype)
+        return total * factor if factor != 1 else total
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
