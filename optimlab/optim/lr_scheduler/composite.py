@@ -70,7 +70,25 @@ def _start_first(s: Any) -> None:
         s._initial_step()
 
 
-class SequentialLR(LRScheduler):
+class _Composite(LRScheduler):
+    """State shared by the schedulers made of child schedulers (torch's state_dict layout)."""
+
+    _schedulers: list[Any]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every attribute but the optimizer, with each child's own state dict under ``_schedulers``."""
+        sd = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        sd["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the attributes and every child's state (the caller's dict is unchanged)."""
+        self.__dict__.update({k: v for k, v in state_dict.items() if k != "_schedulers"})
+        for idx, sd in enumerate(state_dict["_schedulers"]):
+            self._schedulers[idx].load_state_dict(sd)
+
+
+class SequentialLR(_Composite):
     """Run ``schedulers[k]`` between ``milestones[k-1]`` and ``milestones[k]``; each later scheduler
     starts from its own step 0 (its closed form at 0) when its milestone is reached.
 
@@ -147,20 +165,8 @@ class SequentialLR(LRScheduler):
         start = self._milestones[idx - 1] if idx > 0 else 0
         return self._schedulers[idx].momentum_at(step - start)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Every attribute but the optimizer, with each child's own state dict under ``_schedulers``."""
-        sd = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        sd["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return sd
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the attributes and every child's state (the caller's dict is unchanged)."""
-        self.__dict__.update({k: v for k, v in state_dict.items() if k != "_schedulers"})
-        for idx, sd in enumerate(state_dict["_schedulers"]):
-            self._schedulers[idx].load_state_dict(sd)
-
-
-class ChainedScheduler(LRScheduler):
+class ChainedScheduler(_Composite):
     """Step every scheduler in ``schedulers`` at each ``step()``, in order; their recursive forms compose.
 
     Like torch's, it calls no base constructor: it has no ``last_epoch`` or ``base_lrs`` of its own.
@@ -200,15 +206,3 @@ class ChainedScheduler(LRScheduler):
                     lr = s._advance(lr, t, i, False, False)
             out.append(lr)
         return out
-
-    def state_dict(self) -> dict[str, Any]:
-        """Every attribute but the optimizer, with each child's own state dict under ``_schedulers``."""
-        sd = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
-        sd["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return sd
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the attributes and every child's state (the caller's dict is unchanged)."""
-        self.__dict__.update({k: v for k, v in state_dict.items() if k != "_schedulers"})
-        for idx, sd in enumerate(state_dict["_schedulers"]):
-            self._schedulers[idx].load_state_dict(sd)
