@@ -180,21 +180,10 @@ def _step(loss: torch.nn.Module, args: list[Any]) -> None:
 
 
 def saved_bytes(loss: torch.nn.Module, args: list[Any]) -> int:
-    """Bytes of distinct storages autograd saves for backward, excluding the inputs' and the module's tensors."""
-    own = {a.untyped_storage().data_ptr() for a in args if isinstance(a, torch.Tensor)}
-    own |= {t.untyped_storage().data_ptr() for t in [*loss.parameters(), *loss.buffers()]}
-    seen: dict[int, int] = {}
+    """Bytes autograd saves for backward, excluding the inputs' and the module's own tensors."""
+    from optimlab.parity.memory import saved_bytes as measure
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in own:
-            seen[ptr] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = loss(*args)
-    del out
-    return sum(seen.values())
+    return measure(loss, *args, exclude=[*loss.parameters(), *loss.buffers()])
 
 
 def build(row: Row, device: str) -> tuple[torch.nn.Module, torch.nn.Module]:

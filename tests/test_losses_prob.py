@@ -12,6 +12,7 @@ import optimlab.nn as onn
 import optimlab.nn.functional as OF
 from optimlab import catalog
 from optimlab.parity import fuzz
+from optimlab.parity.memory import saved_bytes
 
 D = torch.float64
 
@@ -188,20 +189,6 @@ def test_nan_propagates(fn) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- memory for backward
-def saved_bytes(fn, *inputs: torch.Tensor) -> int:
-    """Bytes autograd keeps for backward, each storage once, excluding the inputs' own storage."""
-    own = {t.untyped_storage().data_ptr() for t in inputs}
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in own:
-            seen[ptr] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(*inputs)
-    return sum(seen.values())
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"reduction": "sum"}, {"weight": torch.rand(100) + 0.1}])
