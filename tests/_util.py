@@ -16,3 +16,15 @@ def raised(fn: Callable[[], Any]) -> tuple[type[BaseException] | None, str | Non
         except Exception as e:  # noqa: BLE001
             return type(e), str(e)
     return None, None
+
+
+def checkpoint_roundtrip(obj: Any) -> Any:
+    """``obj`` through ``torch.save`` and ``torch.load(weights_only=True)``, as a checkpoint travels."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)

@@ -3,10 +3,9 @@ through ``torch.save``/``torch.load(weights_only=True)``, and both then continue
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
+from _util import checkpoint_roundtrip
 
 import optimlab.optim as oo
 from optimlab.parity.optim import batch, compare_optimizers, loss_of, make_model
@@ -35,13 +34,6 @@ def _steps(opt, model, start: int, n: int) -> None:
         opt.step()
 
 
-def _roundtrip(sd: dict) -> dict:
-    buf = io.BytesIO()
-    torch.save(sd, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
-
-
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("source", ["torch", "optimlab"])
 def test_state_dict_interchange(name, source):
@@ -55,15 +47,15 @@ def test_state_dict_interchange(name, source):
     m_src = make_model("mlp", torch.float64, "cpu")
     src = (getattr(torch.optim, name) if source == "torch" else getattr(oo, name))(m_src.parameters(), **kw)
     _steps(src, m_src, 1, 5)
-    optim_ckpt = _roundtrip(src.state_dict())
+    optim_ckpt = checkpoint_roundtrip(src.state_dict())
     sides = []
     for cls in (getattr(oo, name), getattr(torch.optim, name)):
         model = make_model("mlp", torch.float64, "cpu")
-        model.load_state_dict(_roundtrip(m_src.state_dict()))
+        model.load_state_dict(checkpoint_roundtrip(m_src.state_dict()))
         opt = cls(model.parameters(), **kw)
         # each side loads its own copy: torch's load_state_dict keeps (does not copy) state tensors
         # that already have the parameter's dtype and device
-        opt.load_state_dict(_roundtrip(src.state_dict()))
+        opt.load_state_dict(checkpoint_roundtrip(src.state_dict()))
         sides.append((opt, model))
     (ours, m_ours), (ref, m_ref) = sides
     assert ours.state_dict()["param_groups"] == ref.state_dict()["param_groups"] == optim_ckpt["param_groups"]
@@ -74,7 +66,7 @@ def test_state_dict_interchange(name, source):
         assert diff.ok, f"step {step}: {diff.what}"
     # and the continued checkpoint still round-trips into torch
     again = getattr(torch.optim, name)(make_model("mlp", torch.float64, "cpu").parameters(), **kw)
-    again.load_state_dict(_roundtrip(ours.state_dict()))
+    again.load_state_dict(checkpoint_roundtrip(ours.state_dict()))
 
 
 def test_old_checkpoint_with_float_steps_is_upgraded():

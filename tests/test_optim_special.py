@@ -5,12 +5,12 @@ an engine check that a planted deviation in their state is caught."""
 from __future__ import annotations
 
 import inspect
-import io
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
+from _util import checkpoint_roundtrip
 from torch import nn
 
 import optimlab.optim as ours_optim
@@ -205,13 +205,6 @@ def test_step_hooks_fire_and_closure_loss_is_returned(name: str) -> None:
 
 # --- checkpoint interchange ----------------------------------------------------------------------
 
-def roundtrip(sd: dict[str, Any]) -> dict[str, Any]:
-    buf = io.BytesIO()
-    torch.save(sd, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
-
-
 @pytest.mark.parametrize("direction", ["torch->optimlab", "optimlab->torch"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("name", NAMES)
@@ -228,7 +221,7 @@ def test_checkpoint_interchange(name: str, dtype: torch.dtype, direction: str) -
     twin = engine.make_model(kind, dtype, "cpu")
     twin.load_state_dict(model.state_dict())
     other = second(twin.parameters(), **kwargs)
-    other.load_state_dict(roundtrip(opt.state_dict()))
+    other.load_state_dict(checkpoint_roundtrip(opt.state_dict()))
     assert engine.compare_optimizers(other, opt, twin, model, bitwise=True).ok
     for step in range(6, 16):
         l_a = stepper(opt, model, kind, step, dtype)

@@ -4,13 +4,13 @@ exceptions per scheduler, and torch's schedulers driving optimlab's optimizers."
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 
 import pytest
 import torch
 import torch.optim.lr_scheduler as T
+from _util import checkpoint_roundtrip
 
 import optimlab.optim as oo
 from optimlab.optim import lr_scheduler as L
@@ -42,13 +42,6 @@ def _hyper(opt):
     return [(g["lr"], g.get("momentum"), g.get("betas")) for g in opt.param_groups]
 
 
-def _save_load(sd):
-    buf = io.BytesIO()
-    torch.save(sd, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
-
-
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 @pytest.mark.parametrize("direction", ["torch->optimlab", "optimlab->torch"])
 def test_state_dict_interchanges_mid_schedule(name, direction):
@@ -62,7 +55,7 @@ def test_state_dict_interchanges_mid_schedule(name, direction):
     for _ in range(37):
         o_src.step(), src.step()
         o_ref.step(), ref.step()
-    sd = _save_load(src.state_dict())
+    sd = checkpoint_roundtrip(src.state_dict())
     dst = getattr(dst_ns, name)(o_dst, **kwargs)
     assert set(sd) == set(dst.state_dict())
     o_dst.load_state_dict(o_src.state_dict())
@@ -79,7 +72,7 @@ def test_state_dict_keys_equal_torch(name):
     kwargs, lrs = CONFIGS[name]
     ours, theirs = getattr(L, name)(sgd(lrs), **kwargs), getattr(T, name)(sgd(lrs), **kwargs)
     assert ours.state_dict().keys() == theirs.state_dict().keys()
-    assert _save_load(ours.state_dict()).keys() == theirs.state_dict().keys()
+    assert checkpoint_roundtrip(ours.state_dict()).keys() == theirs.state_dict().keys()
 
 
 def test_composite_and_plateau_state_dicts_interchange():
@@ -94,9 +87,9 @@ def test_composite_and_plateau_state_dicts_interchange():
         t, o = make(T, o_t), make(L, o_o)
         for _ in range(15):
             o_t.step(), t.step()
-        o.load_state_dict(_save_load(t.state_dict()))
+        o.load_state_dict(checkpoint_roundtrip(t.state_dict()))
         o_o.load_state_dict(o_t.state_dict())
-        assert _save_load(o.state_dict()).keys() == t.state_dict().keys()
+        assert checkpoint_roundtrip(o.state_dict()).keys() == t.state_dict().keys()
         for _ in range(20):
             o_t.step(), t.step(), o_o.step(), o.step()
             assert _hyper(o_o) == _hyper(o_t)
@@ -104,7 +97,7 @@ def test_composite_and_plateau_state_dicts_interchange():
     t, o = T.ReduceLROnPlateau(o_t, patience=1, min_lr=[0.01, 0.001]), L.ReduceLROnPlateau(o_o, patience=1)
     for k in range(7):
         t.step(1.0 + (k % 3))
-    o.load_state_dict(_save_load(t.state_dict()))
+    o.load_state_dict(checkpoint_roundtrip(t.state_dict()))
     o_o.load_state_dict(o_t.state_dict())
     for k in range(30):
         t.step(1.0 / (1 + k // 4)), o.step(1.0 / (1 + k // 4))

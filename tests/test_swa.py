@@ -4,12 +4,12 @@ state dicts. SWALR's stepped sequence is also in the scheduler parity catalogue 
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 
 import pytest
 import torch
+from _util import checkpoint_roundtrip
 from torch.optim import swa_utils as ref_swa
 
 from optimlab import optim
@@ -95,12 +95,10 @@ def test_averaged_model_checkpoints_interchange(device):
     for _ in range(3):
         perturb(model, gen, torch.float32, device)
         ref.update_parameters(model)
-    buf = io.BytesIO()
-    torch.save(ref.state_dict(), buf)
-    buf.seek(0)
+    ckpt = checkpoint_roundtrip(ref.state_dict())
     ours = swa.AveragedModel(small_model(torch.float32, device, seed=9), multi_avg_fn=swa.get_ema_multi_avg_fn(0.5),
                              use_buffers=True)
-    ours.load_state_dict(torch.load(buf, weights_only=True))
+    ours.load_state_dict(ckpt)
     perturb(model, gen, torch.float32, device)
     ref.update_parameters(model)
     ours.update_parameters(model)
@@ -284,11 +282,9 @@ def test_swalr_state_dict_interchanges_mid_schedule(direction):
     for _ in range(12):
         src_opt.step()
         src.step()
-    buf = io.BytesIO()
-    torch.save(src.state_dict(), buf)
-    buf.seek(0)
+    ckpt = checkpoint_roundtrip(src.state_dict())
     dst = dst_cls(dst_opt, swa_lr=[0.01, 0.05], anneal_epochs=30)
-    dst.load_state_dict(torch.load(buf, weights_only=True))
+    dst.load_state_dict(ckpt)
     for g_dst, g_src in zip(dst_opt.param_groups, src_opt.param_groups, strict=True):
         g_dst["lr"] = g_src["lr"]  # the optimizer's own state dict would carry this
     for _ in range(40):
