@@ -113,6 +113,38 @@ def test_loss_raising_differently_detected():
     assert not res.passed  # torch raises RuntimeError for unbroadcastable shapes
 
 
+CTC = catalog.get("losses", "CTCLoss")
+
+
+class _ScaledGrad(torch.autograd.Function):
+    """Identity whose backward scales the gradient by 1 + 1e-3 (a planted error ~10x torch's own float32 rounding
+    on the benchmark-size CTC problem)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * (1 + 1e-3)
+
+
+def _ctc_scaled_grad(log_probs, *args, **kw):
+    return nn.functional.ctc_loss(_ScaledGrad.apply(log_probs), *args, **kw)
+
+
+def test_accuracy_mode_passes_the_real_ctc_and_catches_a_planted_error():
+    """At T=100 float32, ours and torch's CTC gradients both sit ~1e-4 from the float64 value, beyond rtol 1e-5:
+    accuracy mode passes ours, and still fails a gradient scaled by 1 + 1e-3."""
+    case = CTC.case("benchmark-size")
+    functional = Case(case.name, case.kwargs, extra={**case.extra, "module": False})
+    plain = Case(case.name, case.kwargs, extra={**functional.extra, "accuracy": False})
+    assert not losses.run_case(CTC, plain, torch.float32).passed  # elementwise, even ours misses rtol 1e-5
+    assert losses.run_case(CTC, functional, torch.float32).passed
+    res = losses.run_case(CTC, functional, torch.float32, ours_fn=_ctc_scaled_grad)
+    assert not res.passed and "error against float64" in res.message
+
+
 class DriftingStepLR(lr_scheduler.StepLR):
     def get_lr(self):
         lrs = super().get_lr()

@@ -75,3 +75,14 @@ def test_inputs_not_modified() -> None:
 def test_fuzz() -> None:
     report = fuzz.fuzz(catalog.get("losses", "CTCLoss"), examples=6)
     assert report.passed, report.reproducer()
+
+
+def test_forward_without_grad_matches_torch() -> None:
+    """Without a gradient only α runs (no reversed problem): same losses as torch's, and as with a gradient."""
+    g = torch.Generator().manual_seed(3)
+    lp = torch.randn(30, 5, 6, generator=g, dtype=torch.float64).log_softmax(2)
+    tg = torch.randint(1, 6, (5, 8), generator=g)
+    il, tl = torch.tensor([30, 29, 17, 9, 1]), torch.tensor([8, 0, 5, 4, 1])
+    plain = OF.ctc_loss(lp, tg, il, tl, reduction="none")
+    torch.testing.assert_close(plain, TF.ctc_loss(lp, tg, il, tl, reduction="none"), rtol=1e-10, atol=1e-12)
+    assert torch.equal(plain, OF.ctc_loss(lp.clone().requires_grad_(), tg, il, tl, reduction="none").detach())

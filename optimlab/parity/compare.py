@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .tolerances import Tol, for_dtype
+from .tolerances import ACCURACY_FACTOR, Tol, for_dtype
 
 
 @dataclass
@@ -62,6 +62,24 @@ def tensors(ours: torch.Tensor, ref: torch.Tensor, what: str, bitwise: bool = Fa
         tol = tol or for_dtype(ref.dtype)
         ok = bool((err <= tol.atol + tol.rtol * mag).all())
     return Diff(max_abs, max_rel, ok, "" if ok else f"{what}: max abs {max_abs:.3g}, max rel {max_rel:.3g}")
+
+
+def accuracy(ours: torch.Tensor, ref: torch.Tensor, ref64: torch.Tensor, what: str) -> Diff:
+    """:func:`tensors`, or, where that fails, accuracy mode (see :mod:`.tolerances`): the same NaN and inf
+    positions as ``ref`` and ``max|ours - ref64| <= ACCURACY_FACTOR * max|ref - ref64| + atol`` over the
+    finite values, ``ref64`` being torch's float64 evaluation."""
+    diff = tensors(ours, ref, what)
+    structural = ours.shape != ref.shape or ours.dtype != ref.dtype or not math.isfinite(diff.max_abs)
+    if diff.ok or structural or ref64.shape != ref.shape:
+        return diff  # in tolerance, or a difference no accuracy can excuse (shape, dtype, NaN/inf positions)
+    o, r, e = (t.detach().to(torch.float64).cpu() for t in (ours, ref, ref64))
+    finite = o.isfinite() & r.isfinite() & e.isfinite()
+    err_ours, err_torch = float((o - e)[finite].abs().max()), float((r - e)[finite].abs().max())
+    ok = err_ours <= ACCURACY_FACTOR * err_torch + for_dtype(ref.dtype).atol
+    diff.ok = ok
+    diff.what = "" if ok else (f"{what}: error against float64 {err_ours:.3g} > {ACCURACY_FACTOR:g} x torch's "
+                               f"{err_torch:.3g}")
+    return diff
 
 
 def scalars(ours: float, ref: float, what: str, tol: Tol, bitwise: bool = False) -> Diff:

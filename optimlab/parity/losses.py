@@ -40,8 +40,9 @@ def _grads(out: torch.Tensor, inputs: list[torch.Tensor], go: torch.Tensor, crea
 
 def compare_callables(ours: Callable[..., torch.Tensor], ref: Callable[..., torch.Tensor], args: Sequence[Any],
                       grad_args: Sequence[int], dtype: torch.dtype, device: str, bitwise: bool,
-                      double_backward: bool, seed: int, label: str) -> compare.Diff:
-    """Forward, backward and double backward of two loss callables on the same inputs."""
+                      double_backward: bool, seed: int, label: str, accuracy: bool = False) -> compare.Diff:
+    """Forward, backward and double backward of two loss callables on the same inputs; with ``accuracy``
+    (float32 only), torch's float64 evaluation of the same inputs is the fallback reference."""
     a_o, a_r = _prepare(args, grad_args, device), _prepare(args, grad_args, device)
     out_o, out_r, problem, raised = call_both(lambda: ours(*a_o), lambda: ref(*a_r))
     if problem:
@@ -53,7 +54,14 @@ def compare_callables(ours: Callable[..., torch.Tensor], ref: Callable[..., torc
             if orig.is_floating_point() and torch.equal(a.isnan(), orig.to(a.device).isnan()):
                 continue
             return compare.Diff(ok=False, what=f"{label}: an input was modified in place")
-    diff = compare.tensors(out_o, out_r, f"{label} forward", bitwise)
+    ref64 = _float64_reference(ref, args, grad_args, device) if accuracy and dtype == torch.float32 else None
+
+    def check(x: torch.Tensor, y: torch.Tensor, what: str, k: int) -> compare.Diff:
+        if ref64 is None or ref64[k] is None:
+            return compare.tensors(x, y, what, bitwise)
+        return compare.accuracy(x, y, ref64[k], what)
+
+    diff = check(out_o, out_r, f"{label} forward", 0)
     in_o = [a for a in a_o if isinstance(a, torch.Tensor) and a.requires_grad]
     in_r = [a for a in a_r if isinstance(a, torch.Tensor) and a.requires_grad]
     if not in_r or not out_r.requires_grad or not diff.ok:
@@ -64,12 +72,14 @@ def compare_callables(ours: Callable[..., torch.Tensor], ref: Callable[..., torc
     go = torch.randn(out_r.shape, generator=g, dtype=torch.float64).to(device=device, dtype=out_r.dtype)
     create = double_backward and dtype == torch.float64
     gr_o, gr_r = _grads(out_o, in_o, go, create), _grads(out_r, in_r, go, create)
+    if ref64 is not None:
+        ref64 = [ref64[0], *_grads(ref64[0], ref64[1], go.to(torch.float64), False)]
     for i, (x, y) in enumerate(zip(gr_o, gr_r, strict=True)):
         if y is None:
             continue
         if x is None:
             x = torch.zeros_like(y)
-        diff.merge(compare.tensors(x, y, f"{label} grad[{i}]", bitwise))
+        diff.merge(check(x, y, f"{label} grad[{i}]", i + 1))
     if not create or not diff.ok:
         return diff
     pairs = [(x, y) for x, y in zip(gr_o, gr_r, strict=True) if y is not None and y.requires_grad]
@@ -89,6 +99,18 @@ def compare_callables(ours: Callable[..., torch.Tensor], ref: Callable[..., torc
             x = torch.zeros_like(y)
         diff.merge(compare.tensors(x, y, f"{label} grad-grad[{i}]", bitwise))
     return diff
+
+
+def _float64_reference(ref: Callable[..., torch.Tensor], args: Sequence[Any], grad_args: Sequence[int],
+                       device: str) -> list[Any] | None:
+    """torch's output on the floating inputs cast to float64, and those inputs (for its gradients)."""
+    up = [a.detach().to(torch.float64) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+    a64 = _prepare(up, grad_args, device)
+    try:
+        out = ref(*a64)
+    except Exception:  # noqa: BLE001 - no float64 reference: plain comparison only
+        return None
+    return [out, [a for a in a64 if isinstance(a, torch.Tensor) and a.requires_grad]]
 
 
 def make_inputs(case: Case, dtype: torch.dtype, device: str, seed: int = 0) -> tuple:
@@ -130,7 +152,8 @@ def run_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu
                     k[name] = v.to(device)
         pairs.append(("functional", functools.partial(f_o, **k_o), functools.partial(f_r, **k_r)))
     for label, o, r in pairs:
-        diff.merge(compare_callables(o, r, args, grad_args, dtype, device, case.bitwise, dbl, seed, label))
+        diff.merge(compare_callables(o, r, args, grad_args, dtype, device, case.bitwise, dbl, seed, label,
+                                     accuracy=bool(case.get("accuracy", False))))
     res.passed, res.max_abs, res.max_rel = diff.ok, diff.max_abs, diff.max_rel
     res.message = diff.what
     return res

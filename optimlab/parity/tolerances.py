@@ -6,6 +6,13 @@ be identical (``torch.equal`` up to NaN positions).
 
 * Tensors: by dtype, below. float64/float32 rtol follow the rounding of a few dozen dependent ops;
   bfloat16/float16 keep 8/11 mantissa bits, so a one-ulp difference in an intermediate is ~4e-3/5e-4.
+* Accuracy mode (a loss case with ``extra["accuracy"]``, used by CTC): a float32 result that misses the table
+  still passes when its max error against torch's float64 evaluation of the same inputs is at most
+  ``ACCURACY_FACTOR`` times torch's own float32 max error (plus the table's atol). CTC's float32 gradient is
+  a long chain of log-sum-exps whose rounding grows with T: at T=100 both torch's and ours are ~1e-4 from
+  the float64 value, far above rtol 1e-5, so elementwise agreement with torch's float32 result would only
+  test that the rounding happens in the same order. The factor allows for our recursion rounding twice per
+  frame (two pairwise ``logaddexp``) where torch's kernel rounds once (a three-way log-sum-exp).
 * Schedulers compare Python floats (float64) after every step at ``SCHED`` (issue 5: rel 1e-12,
   abs 1e-15 near zero).
 """
@@ -31,6 +38,8 @@ TENSOR: dict[torch.dtype, Tol] = {
 }
 TENSOR[torch.complex128] = TENSOR[torch.float64]
 TENSOR[torch.complex64] = TENSOR[torch.float32]
+
+ACCURACY_FACTOR = 3.0
 
 SCHED = Tol(rtol=1e-12, atol=1e-15)
 

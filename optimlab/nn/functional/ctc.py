@@ -7,8 +7,9 @@ looping only over time:
 ``α_t(s) = logsumexp(α_{t-1}(s), α_{t-1}(s-1), [skip_s]·α_{t-1}(s-2)) + lp_t(l'_s)``, skip allowed when
 ``l'_s ≠ l'_{s-2}``; ``nll = -logsumexp(α_{T-1}(2S), α_{T-1}(2S-1))``.
 
-The gradient is torch's: ``∂/∂lp_t(c) = exp(lp_t(c)) - exp(log Σ_{s: l'_s = c} e^{α_t(s) + β_t(s)} + nll - lp_t(c))``
-(the first term assumes ``lp`` comes from ``log_softmax``, as torch's kernel does), 0 for ``t ≥ T_n``.
+The gradient is torch's: ``∂/∂lp_t(c) = exp(lp_t(c)) - Σ_{s: l'_s = c} γ_t(s)`` with the posterior
+``γ_t(s) = exp(α_t(s) + β_t(s) + nll - lp_t(l'_s))`` (α and β both include frame t's emission; the first term
+assumes ``lp`` comes from ``log_softmax``, as torch's kernel does), 0 for ``t ≥ T_n``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from .. import _reduction as R
 __all__ = ["ctc_loss"]
 
 _NEG_INF = -math.inf
-_SHIFT_FLOOR = -80.0  # exp of anything lower is a float32 subnormal or 0
 
 
 def _lengths(lengths: Tensor | Sequence[int] | int, name: str) -> Tensor:
@@ -117,66 +117,53 @@ def _extended(padded: Tensor, blank: int) -> tuple[Tensor, Tensor]:
     return ext, skip
 
 
-def _alpha(lp_ext: Tensor, skip: Tensor) -> Tensor:
-    """α for every frame (frames past a sample's length are computed but never read), stored padded as
-    ``(T+1, B, 2S+3)``: α is ``[:T, :, 2:]``; the two leading columns and the last frame stay -inf.
+def _alpha(lp_ext: Tensor, skip: Tensor, start: Tensor) -> Tensor:
+    """α of every frame, from ``α_{-1}`` = log 1 at each problem's ``start`` position (-inf elsewhere), stored
+    padded as ``(T+1, B, 2S+3)``: ``[t+1, :, 2:]`` is ``α_t``; the two leading columns stay -inf. Frames past a
+    problem's length are computed but never read.
 
-    Each step is a three-way log-sum-exp over (stay, advance one, skip) as two fused ``logaddexp`` kernels; the
-    -inf columns make the shifted candidates views, the -inf frame gives :meth:`_Reversed.back` a -inf to read."""
+    Each step is a three-way log-sum-exp over (stay, advance one, skip) as two fused ``logaddexp`` kernels and
+    one add of the frame's emissions; the -inf columns make the shifted candidates views. (Folding the skip mask
+    into a second, jump-ready copy written by the same add saves a kernel but measured slower.)"""
     t_max, b, s_ext = lp_ext.shape
-    alpha = lp_ext.new_full((t_max + 1, b, s_ext + 2), _NEG_INF)
-    if t_max == 0:
-        return alpha
-    alpha[0, :, 2:4] = lp_ext[0, :, :2]
+    store = lp_ext.new_full((t_max + 1, b, s_ext + 2), _NEG_INF)
+    store[0].scatter_(1, (start + 2).view(-1, 1), 0.0)
     skip_add = torch.zeros_like(lp_ext[0]).masked_fill_(~skip, _NEG_INF)  # 0 where a skip is allowed
     # per-frame views made once: the loop body is then four kernels and no indexing
-    stay, step, jump = alpha[:, :, 2:].unbind(0), alpha[:, :, 1:-1].unbind(0), alpha[:, :, :-2].unbind(0)
+    stay, step, jump = store[:, :, 2:].unbind(0), store[:, :, 1:-1].unbind(0), store[:, :, :-2].unbind(0)
     frames = lp_ext.unbind(0)
-    for t in range(1, t_max):
-        best = torch.logaddexp(stay[t - 1], step[t - 1])
-        torch.logaddexp(best, jump[t - 1] + skip_add, out=best)
-        torch.add(best, frames[t], out=stay[t])
-    return alpha
+    best = lp_ext.new_empty((b, s_ext))
+    for t in range(t_max):
+        torch.logaddexp(stay[t], step[t], out=best)
+        torch.logaddexp(best, jump[t] + skip_add, out=best)
+        torch.add(best, frames[t], out=stay[t + 1])
+    return store
 
 
-def _reversal(size: int, lengths: Tensor, batch_first: bool) -> tuple[Tensor, Tensor]:
-    """Per-sample reversal of the first ``lengths[n]`` of ``size`` positions: indices ``len - 1 - i`` (clamped
-    into range) and the mask ``i < len``; shaped ``(N, size)`` if ``batch_first`` else ``(size, N)``."""
-    pos = torch.arange(size, device=lengths.device)
-    pos, ln = (pos.view(1, -1), lengths.view(-1, 1)) if batch_first else (pos.view(-1, 1), lengths.view(1, -1))
-    return (ln - 1 - pos).clamp(0, max(size - 1, 0)), pos < ln
+def _stacked_problems(lp: Tensor, ext: Tensor, skip: Tensor, il: Tensor, tl: Tensor, reverse: bool
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+    """Emissions ``(T, B, 2S+1)``, skips and start positions of the forward problem and, with ``reverse``, the
+    reversed one stacked after it on the batch, whose α is β: ``β_t(s) = α^rev_{T-1-t}(2S - s)``.
 
-
-class _Reversed:
-    """Each sample's frames and extended labels reversed, so that β is α of the reversed problem:
-    ``β_t(s) = α^rev_{T_n-1-t}(2L_n - s)``, gathered through flat indices (``index_select``: measured several
-    times faster than ``take`` or ``gather`` here). Positions outside a sample's frames and labels read a clamped,
-    valid entry of ``lp_ext`` (never reaching a kept value) and a -inf pad of the stored α (so β needs no mask)."""
-
-    def __init__(self, lp_ext: Tensor, skip: Tensor, il: Tensor, tl: Tensor) -> None:
-        t_max, n, s_ext = lp_ext.shape
-        s_idx, s_in = _reversal(s_ext, 2 * tl + 1, batch_first=True)  # (N, 2S+1)
-        t_idx, t_in = _reversal(t_max, il, batch_first=False)  # (T, N)
-        # the skip r-2 → r of the reversed labels is the original skip s → s+2, allowed by the mask at s+2
-        pos = torch.arange(s_ext, device=skip.device)
-        self.skip = skip.gather(1, (s_idx + 2).clamp_max(s_ext - 1)) & s_in & (pos >= 2)
-        small = torch.int32 if 2 * (t_max + 1) * n * (s_ext + 2) < 2**31 else torch.int64  # int32: half the bytes
-        sample = torch.arange(n, device=skip.device)
-        self.shape = lp_ext.shape
-        self.lp_ext = self._select(lp_ext.reshape(-1), ((t_idx * n + sample) * s_ext).to(small), s_idx.to(small))
-        # into _alpha's padded (T+1, 2N, 2S+3) storage of the stacked problem: the reversed half's rows, column
-        # s + 2; outside the frames, the all -inf last frame, outside the labels, a -inf pad column
-        rows = torch.where(t_in, t_idx * (2 * n) + n + sample, t_max * 2 * n) * (s_ext + 2)
-        self.back_cols = torch.where(s_in, s_idx + 2, 0).to(small)
-        self.back_rows = rows.to(small)
-
-    def _select(self, flat: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-        """``flat[rows[t, n] + cols[n, s]]`` shaped ``(T, N, 2S+1)``."""
-        return flat.index_select(0, torch.add(rows.unsqueeze(2), cols.unsqueeze(0)).view(-1)).view(self.shape)
-
-    def back(self, padded: Tensor) -> Tensor:
-        """β from :func:`_alpha`'s padded storage of the stacked problem, -inf outside frames and labels."""
-        return self._select(padded.view(-1), self.back_rows, self.back_cols)
+    The reversed problem flips frames and extended labels of the padded batch, so sample ``n`` starts at frame
+    ``T - T_n`` and position ``2(S - L_n)``; before that frame its emission is log 1 at the start position and
+    -inf elsewhere, which holds ``α^rev`` at its start."""
+    t_max, n, _ = lp.shape
+    s_ext = ext.size(1)
+    start = torch.zeros(n, dtype=torch.long, device=lp.device)
+    if reverse:
+        # reversed skip r-2 → r is the original skip s → s+2 (s = 2S - r), allowed by the mask at s+2
+        skip_rev = torch.zeros_like(skip)
+        skip_rev[:, 2:] = skip.flip(1)[:, :-2]
+        lp, ext = torch.cat((lp, lp.flip(0)), 1), torch.cat((ext, ext.flip(1)), 0)
+        skip, start = torch.cat((skip, skip_rev), 0), torch.cat((start, s_ext - 1 - 2 * tl))
+    lp_ext = lp.gather(2, ext.unsqueeze(0).expand(t_max, -1, -1))
+    if reverse and bool((il < t_max).any()):
+        before = torch.arange(t_max, device=lp.device).view(-1, 1) < (t_max - il).view(1, -1)  # (T, N)
+        hold = torch.full((n, s_ext), _NEG_INF, dtype=lp.dtype, device=lp.device)
+        hold.scatter_(1, start[n:].view(-1, 1), 0.0)
+        lp_ext[:, n:] = torch.where(before.unsqueeze(2), hold, lp_ext[:, n:])
+    return lp_ext, skip, start
 
 
 class CTCNegLogLikelihood(torch.autograd.Function):
@@ -189,13 +176,10 @@ class CTCNegLogLikelihood(torch.autograd.Function):
                 zero_infinity: bool) -> Tensor:
         t_max, n, _ = lp.shape
         ext, skip = _extended(padded, blank)
-        lp_ext = lp.gather(2, ext.unsqueeze(0).expand(t_max, -1, -1))
-        rev = _Reversed(lp_ext, skip, il, tl) if ctx.needs_input_grad[0] else None
-        if rev is None:
-            alpha = _alpha(lp_ext, skip)[:t_max, :, 2:]
-        else:
-            both = _alpha(torch.cat((lp_ext, rev.lp_ext), 1), torch.cat((skip, rev.skip), 0))
-            alpha = both[:t_max, :n, 2:]
+        reverse = ctx.needs_input_grad[0]
+        lp_ext, skip_all, start = _stacked_problems(lp, ext, skip, il, tl, reverse)
+        store = _alpha(lp_ext, skip_all, start)
+        alpha = store[1:, :n, 2:]
         last_t = (il - 1).clamp_min(0)
         rows = alpha[last_t, torch.arange(n, device=lp.device)]  # (N, 2S+1) at each sample's last frame
         end = (2 * tl).unsqueeze(1)
@@ -204,9 +188,10 @@ class CTCNegLogLikelihood(torch.autograd.Function):
         nll = -torch.logaddexp(a_end, a_before)
         empty = il == 0  # no frames: probability 1 for an empty target, 0 otherwise
         nll = torch.where(empty, torch.where(tl == 0, 0.0, math.inf), nll).to(lp.dtype)
-        if rev is not None:
-            # log posterior of each (frame, label position), before adding the nll
-            log_ab = alpha + rev.back(both)  # log α·β per (frame, label position)
+        if reverse:
+            # log α·β per (frame, label position); past a sample's frames β reads its held start (sliced off
+            # by the gradient's frame mask), past its labels the reversed problem's -inf
+            log_ab = alpha + store[1:, n:, 2:].flip(0, 2)
             # torch's kernel assigns (not adds) the last label's share at the last frame, assuming it differs from
             # blank; when a target ends in the blank label, the final blank position's share is thereby dropped.
             last_label = padded.gather(1, (tl - 1).clamp_min(0).unsqueeze(1)).squeeze(1)
@@ -214,15 +199,16 @@ class CTCNegLogLikelihood(torch.autograd.Function):
             if bool(ends_blank.any()):
                 k = ends_blank.nonzero().squeeze(1)
                 log_ab[il[k] - 1, k, 2 * tl[k]] = _NEG_INF
-            ctx.save_for_backward(lp, ext, il, log_ab, nll)
+            gamma = log_ab.add_(nll.view(1, -1, 1)).sub_(lp_ext[:, :n]).exp_()  # posterior share γ_t(s)
+            ctx.save_for_backward(lp, ext, il, gamma, nll)
         ctx.zero_infinity = zero_infinity
         return nll
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None, None]:
-        lp, ext, il, log_ab, nll = ctx.saved_tensors
+        lp, ext, il, gamma, nll = ctx.saved_tensors
         with torch.no_grad():
-            g = _ctc_grad(lp, ext, il, log_ab, nll, grad, ctx.zero_infinity)
+            g = _ctc_grad(lp, ext, il, gamma, nll, grad, ctx.zero_infinity)
         if torch.is_grad_enabled():  # create_graph: differentiating this gradient must raise, as in torch
             g = _NoDoubleBackward.apply(g, lp)
         return g, None, None, None, None, None
@@ -240,25 +226,15 @@ class _NoDoubleBackward(torch.autograd.Function):
         raise RuntimeError("derivative for the backward of ctc_loss is not implemented (as in torch)")
 
 
-def _ctc_grad(lp: Tensor, ext: Tensor, il: Tensor, log_ab: Tensor, nll: Tensor, grad: Tensor,
+def _ctc_grad(lp: Tensor, ext: Tensor, il: Tensor, gamma: Tensor, nll: Tensor, grad: Tensor,
               zero_infinity: bool) -> Tensor:
-    """torch's CTC gradient ``exp(lp) - exp(lcab + nll - lp)`` times the incoming gradient, 0 past each input
-    length; ``lcab_c = log Σ_{s: l'_s = c} α_s·β_s`` is accumulated in log space, in torch's order of operations
-    (so huge or infinite log-probabilities give the same inf/NaN pattern)."""
+    """torch's CTC gradient ``exp(lp) - Σ_{s: l'_s = c} γ_t(s)`` times the incoming gradient, 0 past each input
+    length, NaN (or 0 with ``zero_infinity``) for an impossible alignment."""
     t_max = lp.size(0)
-    index = ext.unsqueeze(0).expand(t_max, -1, -1)
-    # log-sum-exp per class, shifted by each class's own maximum (a shared shift would flush classes far below it)
-    m = torch.full_like(lp, _NEG_INF).scatter_reduce_(2, index, log_ab, "amax")
-    m = torch.where(torch.isfinite(m), m, 0.0)
-    # exp and log of -inf or 0, and exp into the subnormals, run ~10x slower: terms below e^-80 of their class's
-    # maximum (which contributes 1) cannot change the sum and are set to 0 directly, as is the log of a 0 sum
-    shifted = log_ab - m.gather(2, index)
-    low = shifted < _SHIFT_FLOOR
-    shifted = shifted.clamp_min_(_SHIFT_FLOOR).exp_().masked_fill_(low, 0.0)
-    total = torch.zeros_like(lp).scatter_add_(2, index, shifted)
-    empty = total == 0
-    lcab = total.masked_fill_(empty, 1.0).log_().masked_fill_(empty, _NEG_INF).add_(m)
-    g = torch.exp(lp).sub_(lcab.add_(nll.view(1, -1, 1)).sub_(lp).exp_())
+    total = torch.zeros_like(lp).scatter_add_(2, ext.unsqueeze(0).expand(t_max, -1, -1), gamma)
+    # a posterior mass is at most 1; exponents of huge magnitude (|lp| ~ 1e30) round each shared term to e^0
+    total.masked_fill_((total > 1.0) & (total < math.inf), 1.0)
+    g = torch.exp(lp).sub_(total)
     inf = torch.isinf(nll).view(1, -1, 1)
     g = g.masked_fill_(inf, 0.0 if zero_infinity else math.nan)  # torch: NaN, or 0 with zero_infinity
     live = torch.arange(t_max, device=lp.device).view(-1, 1, 1) < il.view(1, -1, 1)
