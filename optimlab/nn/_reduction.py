@@ -59,14 +59,16 @@ def reduce(loss: Tensor, reduction: str, denominator: Tensor | float | None = No
     return loss.sum() / denominator
 
 
-def reduce_weighted(loss: Tensor, reduction: str, weights: Tensor) -> Tensor:
-    """Like :func:`reduce`, with ``mean`` = Σ loss / Σ weights, both sums accumulated in at least float32
-    (as torch's kernels do: half-precision counts above 2048 are not exact) and the result in ``loss``'s dtype."""
+def reduce_weighted(loss: Tensor, reduction: str, weights: Tensor | int) -> Tensor:
+    """Like :func:`reduce`, with ``mean`` = Σ loss / Σ weights (``weights`` an int: a count of unit weights), sums
+    accumulated in at least float32 (as torch's kernels do: half-precision counts above 2048 are not exact) and
+    the result in ``loss``'s dtype."""
     reduction = check(reduction)
     if reduction != "mean":
         return reduce(loss, reduction)
     acc = torch.promote_types(loss.dtype, torch.float32)
-    return (loss.sum(dtype=acc) / weights.sum(dtype=acc)).to(loss.dtype)
+    total = weights.sum(dtype=acc) if isinstance(weights, Tensor) else weights
+    return (loss.sum(dtype=acc) / total).to(loss.dtype)
 
 
 def grad_scale(reduction: str, numel: int) -> float:

@@ -9,63 +9,98 @@ from typing import Any
 import torch
 from torch import Tensor
 
+# |lse| below which softmax may be taken as exp(x - lse): lse's rounding, ulp(16)/2 ≈ 1e-6 relative in float32,
+# stays an order below the parity tolerance (typical logits give |lse| < 10)
+_LSE_EXACT = 16.0
 _BCE_EPS = 1e-12  # torch's floor on x(1-x) in BCE's second derivatives
 _BCE_EPS_F32 = float(torch.tensor(1e-12, dtype=torch.float32))  # the kernel's float constant, ≈ 9.99999996e-13
 
 
 class CrossEntropyIndex(torch.autograd.Function):
     """Cross entropy of logits against class indices, with label smoothing ``ε``, per sample:
-    ``ℓ_i = (1-ε)·w[y_i]·(-logp_{i y_i}) + ε/C·Σ_c w_c·(-logp_ic)`` (0 where ``valid`` is False, ``w ≡ 1`` without
-    weights), plus the per-sample weights ``w[y_i]·valid_i`` that ``mean`` divides by. Classes on dim 1 (dim 0 for
-    an unbatched ``(C,)`` input).
+    ``ℓ_i = (1-ε)·w_i·(-logp_{i y_i}) + ε/C·Σ_c weight_c·(-logp_ic)``, 0 where ``valid`` is False (``valid`` None:
+    every target counts); ``w_i = weight[y_i]·valid_i`` (None: all 1). Classes on dim 1 (dim 0 for an unbatched
+    ``(C,)`` input).
 
     As ``ℓ_i = Σ_c a_ic·(-logp_ic)``, backward is ``∂ℓ_i/∂x_ic = softmax(x)_ic·Σ_c a_ic - a_ic``, computed from the
     caller's logits: autograd keeps only per-sample vectors, where ``log_softmax`` + gather would keep a full
     ``(N, C)`` copy. The backward is written with differentiable ops, so double backward works."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, safe: Tensor, valid: Tensor, weight: Tensor | None,
-                eps: float) -> tuple[Tensor, Tensor]:
+    def forward(ctx: Any, x: Tensor, safe: Tensor, valid: Tensor | None, w: Tensor | None, weight: Tensor | None,
+                eps: float) -> Tensor:
         cdim = 0 if x.dim() == 1 else 1
         logp = torch.log_softmax(x, cdim)
-        picked = logp.gather(cdim, safe.unsqueeze(cdim)).squeeze(cdim)
-        w = valid.to(x.dtype) if weight is None else weight[safe] * valid
-        loss = -picked if weight is None else -picked * w
+        flat = class_index(x, safe, cdim)
+        picked = pick(logp, flat, safe, cdim)
+        loss = -picked if w is None else -picked * w
         if eps > 0.0:
             smooth = -(logp if weight is None else logp * class_view(weight, x, cdim)).sum(cdim)
             loss = (1 - eps) * loss + (eps / x.size(cdim)) * smooth
-        loss = torch.where(valid, loss, 0.0)
-        ctx.save_for_backward(x, safe, valid, w, weight, picked)
-        ctx.eps = eps
-        ctx.mark_non_differentiable(w)
-        return loss, w
+        if valid is not None:
+            loss = torch.where(valid, loss, 0.0)
+        # the flat positions replace the class indices: the same size, and backward needs nothing else
+        ctx.save_for_backward(x, safe if flat is None else flat, valid, w, weight, picked)
+        ctx.eps, ctx.flat = eps, flat is not None
+        return loss
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor, _grad_w: Tensor | None) -> tuple[Tensor | None, None, None, None, None]:
-        x, safe, valid, w, weight, picked = ctx.saved_tensors
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
+        x, index, valid, w, weight, picked = ctx.saved_tensors
         eps, cdim = ctx.eps, (0 if x.dim() == 1 else 1)
         n_classes = x.size(cdim)
-        g = torch.where(valid, grad, 0.0)  # ignored samples get 0 even if grad is inf/nan (all-ignored mean)
-        hard = ((1 - eps) * g * w).unsqueeze(cdim)  # the coefficient a_ic of the target class
+        g = grad if valid is None else torch.where(valid, grad, 0.0)  # ignored: 0 even if grad is inf/nan
+        hard = g if w is None else g * w  # the coefficient a_ic of the target class
+        if eps > 0.0:
+            hard = (1 - eps) * hard
         total = hard
         if eps > 0.0:  # Σ_c a_ic adds ε/C·Σ_c w_c
             spread = eps / n_classes * (n_classes if weight is None else weight.sum())
-            total = hard + (g * spread).unsqueeze(cdim)
+            total = hard + g * spread
         graph = torch.is_grad_enabled()  # create_graph: out of place, so autograd sees softmax's dependence on x
-        index = safe.unsqueeze(cdim)
-        anchor = x.gather(cdim, index)
+        flat = index if ctx.flat else None
+        anchor = pick(x, flat, index, cdim)
+        lse = anchor - picked  # log Σ_c exp(x_c)
         if graph or not bool(torch.isfinite(anchor).all()):
             gx = torch.softmax(x, cdim)
-        else:  # softmax = exp((x - x_y) + logp_y): elementwise, fast along any class dimension
-            gx = torch.sub(x, anchor).add_(picked.unsqueeze(cdim)).exp_()
-        gx = gx.mul(total) if graph else gx.mul_(total)
+        elif bool(lse.abs().amax() < _LSE_EXACT) if lse.numel() else True:  # softmax = exp(x - lse): one pass fewer
+            gx = torch.sub(x, lse.unsqueeze_(cdim)).exp_()
+        else:  # softmax = exp((x - x_y) + logp_y), not rounded at lse's magnitude
+            gx = torch.sub(x, anchor.unsqueeze_(cdim)).add_(picked.unsqueeze(cdim)).exp_()
+        gx = gx.mul(total.unsqueeze(cdim)) if graph else gx.mul_(total.unsqueeze(cdim))
         if eps > 0.0:
             uniform = g.unsqueeze(cdim) * (eps / n_classes)
             if weight is not None:
                 uniform = uniform * class_view(weight, x, cdim)
             gx = gx - uniform if graph else gx.sub_(uniform)
-        gx = gx.scatter_add(cdim, index, -hard) if graph else gx.scatter_add_(cdim, index, -hard)
-        return gx, None, None, None, None
+        none = (None,) * 5
+        if flat is None:
+            src = -hard.unsqueeze(cdim)
+            return (gx.scatter_add(cdim, index.unsqueeze(cdim), src) if graph
+                    else gx.scatter_add_(cdim, index.unsqueeze(cdim), src)), *none
+        if graph:
+            return gx.reshape(-1).index_add(0, flat.view(-1), -hard.reshape(-1)).view_as(gx), *none
+        gx.view(-1).index_add_(0, flat.view(-1), hard.reshape(-1), alpha=-1)
+        return gx, *none
+
+
+def class_index(x: Tensor, safe: Tensor, cdim: int) -> Tensor | None:
+    """Flat positions of ``x[..., safe, ...]`` along ``cdim`` for a contiguous ``x`` with dimensions after the
+    class dimension (``(N, C, d1, …)``), where ``gather`` along a middle dimension is several times slower than
+    ``index_select`` on the flat storage; None otherwise (``gather`` is used)."""
+    if cdim == x.dim() - 1 or not x.is_contiguous():
+        return None
+    inner = x.stride(cdim)
+    rows = torch.arange(x.size(0), device=x.device).mul_(x.size(cdim) * inner).view(-1, 1)
+    offsets = rows + torch.arange(inner, device=x.device)  # (N, d1·…·dK): the class-0 entry of each position
+    return safe.reshape(offsets.shape).mul(inner).add_(offsets).view(safe.shape)
+
+
+def pick(t: Tensor, flat: Tensor | None, safe: Tensor, cdim: int) -> Tensor:
+    """``t`` at class ``safe`` along ``cdim`` (shaped like ``safe``), from :func:`class_index` positions."""
+    if flat is None:
+        return t.gather(cdim, safe.unsqueeze(cdim)).squeeze(cdim)
+    return t.reshape(-1).index_select(0, flat.view(-1)).view(safe.shape)
 
 
 def class_view(weight: Tensor, x: Tensor, cdim: int) -> Tensor:

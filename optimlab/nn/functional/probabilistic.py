@@ -75,10 +75,15 @@ def _dtype_word(dtype: torch.dtype) -> str:
             torch.bool: "Bool"}.get(dtype, str(dtype).replace("torch.", ""))
 
 
-def _valid_and_safe(target: Tensor, ignore_index: int, n_classes: int) -> tuple[Tensor, Tensor]:
-    """``valid = target != ignore_index`` and the target with ignored entries set to class 0 (as int64).
+def _valid_and_safe(target: Tensor, ignore_index: int, n_classes: int) -> tuple[Tensor | None, Tensor]:
+    """``valid = target != ignore_index`` (None when no target is ignored) and the target with ignored entries
+    set to class 0 (as int64).
 
     Raises IndexError for any non-ignored target outside ``[0, C)``, before anything reads out of bounds."""
+    if target.numel():
+        lo, hi = (int(v) for v in torch.aminmax(target))  # one pass: the common case needs no masks
+        if 0 <= lo and hi < n_classes and not lo <= ignore_index <= hi:
+            return None, target.long()
     valid = target != ignore_index
     bad = valid & ((target < 0) | (target >= n_classes))
     if bool(bad.any()):
@@ -87,19 +92,22 @@ def _valid_and_safe(target: Tensor, ignore_index: int, n_classes: int) -> tuple[
     return valid, safe
 
 
-def _picked(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int) -> tuple[Tensor, Tensor]:
+def _target_weights(valid: Tensor | None, safe: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """Per-sample weights ``weight[y_i]·[y_i not ignored]`` that ``mean`` divides by; None when all are 1."""
+    if weight is None:
+        return None if valid is None else valid.to(dtype)
+    return weight[safe] if valid is None else weight[safe] * valid
+
+
+def _picked(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int) -> tuple[Tensor, Tensor | None]:
     """Per-sample ``ℓ_i = -w[y_i]·logp[i, y_i]`` (0 where ``y_i`` is ignored) and the weights ``w[y_i]·[y_i valid]``
-    that the ``mean`` reduction divides by."""
+    that the ``mean`` reduction divides by (None: all 1)."""
     cdim = _class_dim(logp)
     valid, safe = _valid_and_safe(target, ignore_index, logp.size(cdim))
     picked = logp.gather(cdim, safe.unsqueeze(cdim)).squeeze(cdim)
-    if weight is None:
-        w = valid.to(logp.dtype)
-        loss = torch.where(valid, -picked, 0.0)
-    else:
-        w = weight[safe] * valid
-        loss = torch.where(valid, -picked * w, 0.0)
-    return loss, w
+    w = _target_weights(valid, safe, weight, logp.dtype)
+    loss = -picked if w is None else -picked * w
+    return (loss if valid is None else torch.where(valid, loss, 0.0)), w
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
@@ -109,7 +117,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     reduction = R.resolve(reduction, size_average, reduce)
     target = _check_class_target(input, target, weight)
     loss, w = _picked(input, target, weight, ignore_index)
-    return R.reduce_weighted(loss, reduction, w)
+    return R.reduce_weighted(loss, reduction, loss.numel() if w is None else w)
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
@@ -130,8 +138,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     if label_smoothing > 0.0:
         _check_smoothing(label_smoothing)
     valid, safe = _valid_and_safe(target, ignore_index, input.size(_class_dim(input)))
-    loss, w = CrossEntropyIndex.apply(input, safe, valid, weight, max(label_smoothing, 0.0))
-    return R.reduce_weighted(loss, reduction, w)
+    w = _target_weights(valid, safe, weight, input.dtype)
+    loss = CrossEntropyIndex.apply(input, safe, valid, w, weight, max(label_smoothing, 0.0))
+    return R.reduce_weighted(loss, reduction, loss.numel() if w is None else w)
 
 
 def _check_smoothing(label_smoothing: float) -> None:
