@@ -3,9 +3,10 @@
 One row per configuration in :data:`ROWS` (a loss named the same in ``optimlab.nn`` and ``torch.nn``, its
 constructor arguments and an input builder); adding a loss means adding rows. For each row:
 
-* time: median (and the ratio of minima, least disturbed by other load) over ``--repeat`` rounds of
-  ``loss(*inputs).backward()`` (scalar losses) or
-  ``.backward(ones)`` (``reduction='none'``), ours and torch's interleaved, after warm-up;
+* time: milliseconds (median) over ``--repeat`` rounds of ``loss(*inputs).backward()`` (scalar losses) or
+  ``.backward(ones)`` (``reduction='none'``), ours and torch's interleaved (alternating which goes first),
+  after warm-up; the ratio is the median of each round's ours/torch (a slow spell of the machine hits both
+  halves of a round), with the ratio of minima beside it;
 * saved: bytes autograd holds for backward, counted through ``torch.autograd.graph.saved_tensors_hooks``
   (each storage once; the inputs' and the module's own tensors excluded).
 
@@ -200,8 +201,9 @@ def measure(row: Row, device: str = "cpu", repeat: int = 15, warmup: int = 3) ->
     for _ in range(warmup):
         _step(ours, args)
         _step(ref, args)
-    for _ in range(repeat):
-        for name, loss in (("ours", ours), ("torch", ref)):
+    for i in range(repeat):
+        pair = (("ours", ours), ("torch", ref))
+        for name, loss in pair if i % 2 == 0 else pair[::-1]:  # alternate who runs first
             for a in args:
                 if isinstance(a, torch.Tensor):
                     a.grad = None
@@ -211,7 +213,8 @@ def measure(row: Row, device: str = "cpu", repeat: int = 15, warmup: int = 3) ->
             _sync(device)
             times[name].append((time.perf_counter() - t0) * 1e3)
     o, r = statistics.median(times["ours"]), statistics.median(times["torch"])
-    return {"row": row.label, "ours_ms": o, "torch_ms": r, "ratio": o / r,
+    paired = statistics.median(a / b for a, b in zip(times["ours"], times["torch"], strict=True))
+    return {"row": row.label, "ours_ms": o, "torch_ms": r, "ratio": paired,  # a slow spell hits both of a round
             "ratio_min": min(times["ours"]) / min(times["torch"]),  # least disturbed by a busy machine
             "ours_saved": saved_bytes(ours, args), "torch_saved": saved_bytes(ref, args)}
 

@@ -160,7 +160,10 @@ def _stacked_problems(lp: Tensor, ext: Tensor, skip: Tensor, il: Tensor, tl: Ten
         skip_rev[:, 2:] = skip.flip(1)[:, :-2]
         lp, ext = torch.cat((lp, lp.flip(0)), 1), torch.cat((ext, ext.flip(1)), 0)
         skip, start = torch.cat((skip, skip_rev), 0), torch.cat((start, s_ext - 1 - 2 * tl))
-    lp_ext = lp.gather(2, ext.unsqueeze(0).expand(t_max, -1, -1))
+    # lp[t, b, ext[b, s]] through flat class positions: index_select runs ~2x faster than gather here
+    classes = lp.size(2)
+    lp_ext = lp.reshape(t_max, -1).index_select(1, (ext + classes * torch.arange(ext.size(0), device=lp.device)
+                                                     .view(-1, 1)).view(-1)).view(t_max, -1, s_ext)
     if reverse and bool((il < t_max).any()):
         before = torch.arange(t_max, device=lp.device).view(-1, 1) < (t_max - il).view(1, -1)  # (T, N)
         hold = torch.full((n, s_ext), _NEG_INF, dtype=lp.dtype, device=lp.device)
@@ -183,18 +186,17 @@ class CTCNegLogLikelihood(torch.autograd.Function):
         lp_ext, skip_all, start = _stacked_problems(lp, ext, skip, il, tl, reverse)
         store = _alpha(lp_ext, skip_all, start)
         alpha = store[1:, :n, 2:]
-        last_t = (il - 1).clamp_min(0)
-        rows = alpha[last_t, torch.arange(n, device=lp.device)]  # (N, 2S+1) at each sample's last frame
-        end = (2 * tl).unsqueeze(1)
-        a_end = rows.gather(1, end).squeeze(1)
-        a_before = torch.where(tl > 0, rows.gather(1, (end - 1).clamp_min(0)).squeeze(1), _NEG_INF)
-        nll = -torch.logaddexp(a_end, a_before)
-        empty = il == 0  # no frames: probability 1 for an empty target, 0 otherwise
-        nll = torch.where(empty, torch.where(tl == 0, 0.0, math.inf), nll).to(lp.dtype)
+        # nll = -logaddexp(α_{T_n-1}(2L_n), α_{T_n-1}(2L_n - 1)) read from the padded storage: its row T_n holds
+        # α_{T_n-1} (row 0, α_{-1}, answers T_n = 0: log 1 for an empty target, -inf otherwise) and position -1 of
+        # an empty target is a -inf pad column
+        row = il * (2 * n if reverse else n) + torch.arange(n, device=lp.device)
+        at_end = row * store.size(2) + 2 + 2 * tl
+        flat = store.view(-1)
+        nll = torch.logaddexp(flat.index_select(0, at_end), flat.index_select(0, at_end - 1)).neg_()
         if reverse:
             # log α·β per (frame, label position); past a sample's frames β reads its held start (sliced off
             # by the gradient's frame mask), past its labels the reversed problem's -inf
-            log_ab = alpha + store[1:, n:, 2:].flip(0, 2)
+            log_ab = store[1:, n:, 2:].flip(0, 2).add_(alpha)
             # torch's kernel assigns (not adds) the last label's share at the last frame, assuming it differs from
             # blank; when a target ends in the blank label, the final blank position's share is thereby dropped.
             last_label = padded.gather(1, (tl - 1).clamp_min(0).unsqueeze(1)).squeeze(1)
@@ -237,10 +239,13 @@ def _ctc_grad(lp: Tensor, ext: Tensor, il: Tensor, gamma: Tensor, nll: Tensor, g
     length, NaN (or 0 with ``zero_infinity``) for an impossible alignment."""
     t_max = lp.size(0)
     total = torch.zeros_like(lp).scatter_add_(2, ext.unsqueeze(0).expand(t_max, -1, -1), gamma)
-    # a posterior mass is at most 1; exponents of huge magnitude (|lp| ~ 1e30) round each shared term to e^0
-    total.masked_fill_((total > 1.0) & (total < math.inf), 1.0)
-    g = torch.exp(lp).sub_(total)
-    inf = torch.isinf(nll).view(1, -1, 1)
-    g = g.masked_fill_(inf, 0.0 if zero_infinity else math.nan)  # torch: NaN, or 0 with zero_infinity
-    live = torch.arange(t_max, device=lp.device).view(-1, 1, 1) < il.view(1, -1, 1)
-    return torch.where(live, g.mul_(grad.view(1, -1, 1)), 0.0)
+    if bool(total.max() > 1.0) if total.numel() else False:
+        # a posterior mass is at most 1; exponents of huge magnitude (|lp| ~ 1e30) round each shared term to e^0
+        total.masked_fill_((total > 1.0) & (total < math.inf), 1.0)
+    g = torch.exp(lp).sub_(total).mul_(grad.view(1, -1, 1))
+    inf = torch.isinf(nll)
+    if bool(inf.any()):
+        g.masked_fill_(inf.view(1, -1, 1), 0.0 if zero_infinity else math.nan)  # torch: NaN, or 0 with zero_infinity
+    if bool((il < t_max).any()):
+        g.masked_fill_(torch.arange(t_max, device=lp.device).view(-1, 1, 1) >= il.view(1, -1, 1), 0.0)
+    return g
