@@ -46,12 +46,17 @@ def test_labels_out_of_range_raise() -> None:
             OF.ctc_loss(x.log_softmax(2), bad, il, tl)
 
 
-def test_padding_past_target_length_is_never_read() -> None:
+@pytest.mark.parametrize("filler", [10**6, 3])  # out of range (the masked path), in range (the fast path)
+def test_padding_past_target_length_is_never_read(filler: int) -> None:
     x, tg, il, tl = _problem()
     garbage = tg.clone()
-    garbage[1, 2] = 10**6  # beyond target_lengths[1] = 2
-    torch.testing.assert_close(OF.ctc_loss(x.log_softmax(2), garbage, il, tl),
-                               OF.ctc_loss(x.log_softmax(2), tg, il, tl))
+    garbage[1, 2] = filler  # beyond target_lengths[1] = 2
+    for make in (lambda: x.detach().log_softmax(2), lambda: x.log_softmax(2)):  # α only, and α with β
+        ours, ref = OF.ctc_loss(make(), garbage, il, tl), OF.ctc_loss(make(), tg, il, tl)
+        torch.testing.assert_close(ours, ref)
+    (g_garbage,) = torch.autograd.grad(OF.ctc_loss(x.log_softmax(2), garbage, il, tl), x)
+    (g_clean,) = torch.autograd.grad(OF.ctc_loss(x.log_softmax(2), tg, il, tl), x)
+    torch.testing.assert_close(g_garbage, g_clean)
 
 
 @pytest.mark.parametrize("lengths", ["tensor", "tuple"])

@@ -41,9 +41,9 @@ def _lengths(lengths: Tensor | Sequence[int] | int, name: str) -> Tensor:
 
 
 def _padded_targets(targets: Tensor, tl: Tensor, n: int, blank: int, n_classes: int) -> Tensor:
-    """Targets as an ``(N, S_max)`` int64 tensor, positions past each length set to ``blank``. Accepts padded
-    ``(N, S)`` and concatenated 1-D targets; raises on sizes that would read past the data and on labels
-    outside ``[0, C)``."""
+    """Targets as an ``(N, S_max)`` int64 tensor of labels in ``[0, C)``; past each length any such label (those
+    positions are never read: α there is unused and β is -inf). Accepts padded ``(N, S)`` and concatenated 1-D
+    targets; raises on sizes that would read past the data and on labels outside ``[0, C)``."""
     targets = targets.long()
     s_max = int(tl.max()) if tl.numel() else 0
     if targets.dim() == 1:
@@ -65,6 +65,10 @@ def _padded_targets(targets: Tensor, tl: Tensor, n: int, blank: int, n_classes: 
                                f"{targets.size(1)} for argument #2 'targets' (a target length exceeds it)")
         out = targets[:, :s_max]
         inside = torch.arange(s_max, device=targets.device) < tl.to(targets.device).unsqueeze(1)
+    if out.numel():
+        lo, hi = (int(v) for v in torch.aminmax(out))  # one pass: in the common case no masks are needed
+        if 0 <= lo and hi < n_classes:
+            return out
     bad = inside & ((out < 0) | (out >= n_classes))
     if bool(bad.any()):
         raise IndexError(f"Target {int(out[bad][0])} is out of bounds (log_probs has {n_classes} classes).")
@@ -109,15 +113,20 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequenc
     return R.reduce(nll if batched else nll.squeeze(0), reduction)
 
 
-def _extended(padded: Tensor, blank: int) -> tuple[Tensor, Tensor]:
-    """Extended labels ``l'`` ``(N, 2S+1)`` and where the ``s-2 → s`` skip is allowed: ``l'_s ≠ l'_{s-2}``
-    (never between blanks; like torch, a label equal to ``blank`` is not special-cased)."""
+def _extended(padded: Tensor, blank: int) -> Tensor:
+    """Extended labels ``l' = (blank, l₁, blank, …, l_S, blank)``, ``(N, 2S+1)``."""
     n, s = padded.shape
     ext = padded.new_full((n, 2 * s + 1), blank)
     ext[:, 1::2] = padded
+    return ext
+
+
+def _skips(ext: Tensor) -> Tensor:
+    """Where the ``s-2 → s`` skip is allowed: ``l'_s ≠ l'_{s-2}`` (never between blanks; like torch, a label
+    equal to ``blank`` is not special-cased). For reversed labels this is the original skip ``s → s+2``."""
     skip = torch.zeros_like(ext, dtype=torch.bool)
     skip[:, 2:] = ext[:, 2:] != ext[:, :-2]
-    return ext, skip
+    return skip
 
 
 def _alpha(lp_ext: Tensor, skip: Tensor, start: Tensor) -> Tensor:
@@ -143,7 +152,7 @@ def _alpha(lp_ext: Tensor, skip: Tensor, start: Tensor) -> Tensor:
     return store
 
 
-def _stacked_problems(lp: Tensor, ext: Tensor, skip: Tensor, il: Tensor, tl: Tensor, reverse: bool
+def _stacked_problems(lp: Tensor, ext: Tensor, il: Tensor, tl: Tensor, reverse: bool
                       ) -> tuple[Tensor, Tensor, Tensor]:
     """Emissions ``(T, B, 2S+1)``, skips and start positions of the forward problem and, with ``reverse``, the
     reversed one stacked after it on the batch, whose α is β: ``β_t(s) = α^rev_{T-1-t}(2S - s)``.
@@ -155,11 +164,8 @@ def _stacked_problems(lp: Tensor, ext: Tensor, skip: Tensor, il: Tensor, tl: Ten
     s_ext = ext.size(1)
     start = torch.zeros(n, dtype=torch.long, device=lp.device)
     if reverse:
-        # reversed skip r-2 → r is the original skip s → s+2 (s = 2S - r), allowed by the mask at s+2
-        skip_rev = torch.zeros_like(skip)
-        skip_rev[:, 2:] = skip.flip(1)[:, :-2]
         lp, ext = torch.cat((lp, lp.flip(0)), 1), torch.cat((ext, ext.flip(1)), 0)
-        skip, start = torch.cat((skip, skip_rev), 0), torch.cat((start, s_ext - 1 - 2 * tl))
+        start = torch.cat((start, s_ext - 1 - 2 * tl))
     # lp[t, b, ext[b, s]] through flat class positions: index_select runs ~2x faster than gather here
     classes = lp.size(2)
     lp_ext = lp.reshape(t_max, -1).index_select(1, (ext + classes * torch.arange(ext.size(0), device=lp.device)
@@ -169,7 +175,7 @@ def _stacked_problems(lp: Tensor, ext: Tensor, skip: Tensor, il: Tensor, tl: Ten
         hold = torch.full((n, s_ext), _NEG_INF, dtype=lp.dtype, device=lp.device)
         hold.scatter_(1, start[n:].view(-1, 1), 0.0)
         lp_ext[:, n:] = torch.where(before.unsqueeze(2), hold, lp_ext[:, n:])
-    return lp_ext, skip, start
+    return lp_ext, _skips(ext), start
 
 
 class CTCNegLogLikelihood(torch.autograd.Function):
@@ -181,9 +187,9 @@ class CTCNegLogLikelihood(torch.autograd.Function):
     def forward(ctx: Any, lp: Tensor, padded: Tensor, il: Tensor, tl: Tensor, blank: int,
                 zero_infinity: bool) -> Tensor:
         t_max, n, _ = lp.shape
-        ext, skip = _extended(padded, blank)
+        ext = _extended(padded, blank)
         reverse = ctx.needs_input_grad[0]
-        lp_ext, skip_all, start = _stacked_problems(lp, ext, skip, il, tl, reverse)
+        lp_ext, skip_all, start = _stacked_problems(lp, ext, il, tl, reverse)
         store = _alpha(lp_ext, skip_all, start)
         alpha = store[1:, :n, 2:]
         # nll = -logaddexp(α_{T_n-1}(2L_n), α_{T_n-1}(2L_n - 1)) read from the padded storage: its row T_n holds
