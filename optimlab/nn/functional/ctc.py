@@ -121,61 +121,79 @@ def _extended(padded: Tensor, blank: int) -> Tensor:
     return ext
 
 
-def _skips(ext: Tensor) -> Tensor:
-    """Where the ``s-2 → s`` skip is allowed: ``l'_s ≠ l'_{s-2}`` (never between blanks; like torch, a label
-    equal to ``blank`` is not special-cased). For reversed labels this is the original skip ``s → s+2``."""
-    skip = torch.zeros_like(ext, dtype=torch.bool)
-    skip[:, 2:] = ext[:, 2:] != ext[:, :-2]
-    return skip
+def _columns(ext: Tensor, fill: int) -> Tensor:
+    """Per-position values ``(B, 2S+1)`` as α's rows ``(2S+2, B)``: the S+1 blank positions (even ``s``), a gap
+    row holding ``fill``, the S label positions (odd ``s``). Position ``2k`` is row ``k``, ``2k+1`` row ``S+2+k``."""
+    s = (ext.size(1) - 1) // 2
+    out = ext.new_full((2 * s + 2, ext.size(0)), fill)
+    out[: s + 1] = ext[:, 0::2].t()
+    out[s + 2:] = ext[:, 1::2].t()
+    return out
 
 
 def _alpha(lp_ext: Tensor, skip: Tensor, start: Tensor) -> Tensor:
-    """α of every frame, from ``α_{-1}`` = log 1 at each problem's ``start`` position (-inf elsewhere), stored
-    padded as ``(T+1, B, 2S+3)``: ``[t+1, :, 2:]`` is ``α_t``; the two leading columns stay -inf. Frames past a
-    problem's length are computed but never read.
+    """α of every frame, stored ``(T+1, 2S+2, B)`` in :func:`_columns`' row order (positions before the batch, so
+    every per-frame operand below is one contiguous block, which ATen vectorises end to end), from ``α_{-1}`` =
+    log 1 at each problem's ``start`` row (-inf elsewhere); ``[t+1]`` is ``α_t``, the gap row stays -inf.
+    ``skip[k, b]``: the jump from label ``k-1`` to label ``k`` is allowed (``l'_{2k+1} ≠ l'_{2k-1}``). Frames past
+    a problem's length are computed but never read.
 
-    Each step is a three-way log-sum-exp over (stay, advance one, skip) as two fused ``logaddexp`` kernels and
-    one add of the frame's emissions; the -inf columns make the shifted candidates views. (Folding the skip mask
-    into a second, jump-ready copy written by the same add saves a kernel but measured slower.)"""
-    t_max, b, s_ext = lp_ext.shape
-    store = lp_ext.new_full((t_max + 1, b, s_ext + 2), _NEG_INF)
-    store[0].scatter_(1, (start + 2).view(-1, 1), 0.0)
-    skip_add = torch.zeros_like(lp_ext[0]).masked_fill_(~skip, _NEG_INF)  # 0 where a skip is allowed
-    # per-frame views made once: the loop body is then four kernels and no indexing
-    stay, step, jump = store[:, :, 2:].unbind(0), store[:, :, 1:-1].unbind(0), store[:, :, :-2].unbind(0)
-    frames = lp_ext.unbind(0)
-    best, skipped = lp_ext.new_empty((b, s_ext)), lp_ext.new_empty((b, s_ext))
+    A blank ``2k`` has no skip, ``α_{t+1}(2k) = v(k) + lp`` with ``v(k) = logaddexp(α(2k), α(2k-1))``, and the
+    label ``2k+1`` reuses that pair: ``α_{t+1}(2k+1) = logaddexp(α(2k+1), v(k) if skip else α(2k)) + lp``. Per
+    frame that is two ``logaddexp`` kernels over S+1 and S rows (the plain three-way form needs two over 2S+1),
+    a ``where`` only if some label repeats its predecessor, and one add of the frame's emissions (-inf in the gap
+    row) that writes the whole frame."""
+    t_max, width, b = lp_ext.shape
+    s = (width - 2) // 2
+    store = lp_ext.new_full((t_max + 1, width, b), _NEG_INF)
+    store[0].scatter_(0, start.view(1, -1), 0.0)
+    # per-frame views made once: the loop body is then indexing-free kernels
+    blanks, before_blank = store[:, : s + 1].unbind(0), store[:, s + 1:].unbind(0)  # α(2k), α(2k-1)
+    labels, frames_out, frames = store[:, s + 2:].unbind(0), store.unbind(0), lp_ext.unbind(0)
+    best = torch.full_like(lp_ext[0], _NEG_INF)  # the new frame before emissions (its gap row stays -inf)
+    pair, label_best = best[: s + 1], best[s + 2:]
+    into_label = pair[:s]  # v(k)
+    repeats = bool((~skip[1:]).any())
+    if repeats:
+        blank_head, chosen = store[:, :s].unbind(0), lp_ext.new_empty((s, b))
     for t in range(t_max):
-        torch.logaddexp(stay[t], step[t], out=best)
-        torch.logaddexp(best, torch.add(jump[t], skip_add, out=skipped), out=best)
-        torch.add(best, frames[t], out=stay[t + 1])
+        torch.logaddexp(blanks[t], before_blank[t], out=pair)
+        if repeats:
+            into_label = torch.where(skip, pair[:s], blank_head[t], out=chosen)
+        torch.logaddexp(labels[t], into_label, out=label_best)
+        torch.add(best, frames[t], out=frames_out[t + 1])
     return store
 
 
 def _stacked_problems(lp: Tensor, ext: Tensor, il: Tensor, tl: Tensor, reverse: bool
-                      ) -> tuple[Tensor, Tensor, Tensor]:
-    """Emissions ``(T, B, 2S+1)``, skips and start positions of the forward problem and, with ``reverse``, the
-    reversed one stacked after it on the batch, whose α is β: ``β_t(s) = α^rev_{T-1-t}(2S - s)``.
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Emissions ``(T, 2S+2, B)`` in :func:`_columns`' row order (-inf in the gap row), label skips ``(S, B)``,
+    start rows and each row's class ``(2S+2, N)`` of the forward problem and, with ``reverse``, of the reversed
+    one stacked after it on the batch, whose α is β: ``β_t(s) = α^rev_{T-1-t}(2S - s)``.
 
     The reversed problem flips frames and extended labels of the padded batch, so sample ``n`` starts at frame
-    ``T - T_n`` and position ``2(S - L_n)``; before that frame its emission is log 1 at the start position and
-    -inf elsewhere, which holds ``α^rev`` at its start."""
-    t_max, n, _ = lp.shape
-    s_ext = ext.size(1)
+    ``T - T_n`` and position ``2(S - L_n)``; before that frame its emission is log 1 at the start and -inf
+    elsewhere, which holds ``α^rev`` at its start."""
+    t_max, n, classes = lp.shape
+    s = (ext.size(1) - 1) // 2
     start = torch.zeros(n, dtype=torch.long, device=lp.device)
     if reverse:
         lp, ext = torch.cat((lp, lp.flip(0)), 1), torch.cat((ext, ext.flip(1)), 0)
-        start = torch.cat((start, s_ext - 1 - 2 * tl))
-    # lp[t, b, ext[b, s]] through flat class positions: index_select runs ~2x faster than gather here
-    classes = lp.size(2)
-    lp_ext = lp.reshape(t_max, -1).index_select(1, (ext + classes * torch.arange(ext.size(0), device=lp.device)
-                                                     .view(-1, 1)).view(-1)).view(t_max, -1, s_ext)
+        start = torch.cat((start, s - tl))  # position 2(S - L) is blank row S - L
+    # the label-to-label skip l'_{2k+1} ≠ l'_{2k-1} (for reversed labels, the original skip s → s+2)
+    skip = torch.zeros((s, ext.size(0)), dtype=torch.bool, device=ext.device)
+    skip[1:] = (ext[:, 3::2] != ext[:, 1:-2:2]).t()
+    index = _columns(ext, 0)
+    # lp[t, b, index[c, b]] through flat class positions: index_select runs ~2x faster than gather here
+    offsets = classes * torch.arange(index.size(1), device=lp.device)
+    lp_ext = lp.reshape(t_max, -1).index_select(1, (index + offsets).view(-1)).view(t_max, *index.shape)
+    lp_ext[:, s + 1] = _NEG_INF
     if reverse and bool((il < t_max).any()):
-        before = torch.arange(t_max, device=lp.device).view(-1, 1) < (t_max - il).view(1, -1)  # (T, N)
-        hold = torch.full((n, s_ext), _NEG_INF, dtype=lp.dtype, device=lp.device)
-        hold.scatter_(1, start[n:].view(-1, 1), 0.0)
-        lp_ext[:, n:] = torch.where(before.unsqueeze(2), hold, lp_ext[:, n:])
-    return lp_ext, _skips(ext), start
+        before = torch.arange(t_max, device=lp.device).view(-1, 1, 1) < (t_max - il).view(1, 1, -1)  # (T, 1, N)
+        hold = torch.full((2 * s + 2, n), _NEG_INF, dtype=lp.dtype, device=lp.device)
+        hold.scatter_(0, start[n:].view(1, -1), 0.0)
+        lp_ext[:, :, n:] = torch.where(before, hold, lp_ext[:, :, n:])
+    return lp_ext, skip, start, index[:, :n]
 
 
 class CTCNegLogLikelihood(torch.autograd.Function):
@@ -187,33 +205,36 @@ class CTCNegLogLikelihood(torch.autograd.Function):
     def forward(ctx: Any, lp: Tensor, padded: Tensor, il: Tensor, tl: Tensor, blank: int,
                 zero_infinity: bool) -> Tensor:
         t_max, n, _ = lp.shape
-        ext = _extended(padded, blank)
+        s = padded.size(1)
         reverse = ctx.needs_input_grad[0]
-        lp_ext, skip_all, start = _stacked_problems(lp, ext, il, tl, reverse)
-        store = _alpha(lp_ext, skip_all, start)
-        alpha = store[1:, :n, 2:]
-        # nll = -logaddexp(α_{T_n-1}(2L_n), α_{T_n-1}(2L_n - 1)) read from the padded storage: its row T_n holds
-        # α_{T_n-1} (row 0, α_{-1}, answers T_n = 0: log 1 for an empty target, -inf otherwise) and position -1 of
-        # an empty target is a -inf pad column
-        row = il * (2 * n if reverse else n) + torch.arange(n, device=lp.device)
-        at_end = row * store.size(2) + 2 + 2 * tl
+        lp_ext, skip, start, index = _stacked_problems(lp, _extended(padded, blank), il, tl, reverse)
+        store = _alpha(lp_ext, skip, start)
+        # nll = -logaddexp(α_{T_n-1}(2L_n), α_{T_n-1}(2L_n - 1)), read from the storage: its frame T_n holds
+        # α_{T_n-1} (frame 0, α_{-1}, answers T_n = 0: log 1 for an empty target, -inf otherwise); position 2L
+        # is row L, position 2L-1 row S+1+L (the -inf gap row for an empty target)
+        b = store.size(2)
+        at_end = (il * store.size(1) + tl) * b + torch.arange(n, device=lp.device)
         flat = store.view(-1)
-        nll = torch.logaddexp(flat.index_select(0, at_end), flat.index_select(0, at_end - 1)).neg_()
+        nll = torch.logaddexp(flat.index_select(0, at_end), flat.index_select(0, at_end + (s + 1) * b)).neg_()
         if reverse:
-            # log α·β per (frame, label position); past a sample's frames β reads its held start (sliced off
-            # by the gradient's frame mask), past its labels the reversed problem's -inf
-            log_ab = store[1:, n:, 2:].flip(0, 2).add_(alpha)
+            # log α·β per (frame, row, sample); β's blank and label blocks are each reversed. Past a sample's
+            # frames β reads its held start (sliced off by the gradient's frame mask), past its labels -inf.
+            log_ab = store[1:, :, n:].flip(0)
+            for lo, hi in ((0, s + 1), (s + 2, 2 * s + 2)):
+                log_ab[:, lo:hi] = log_ab[:, lo:hi].flip(1)
+            log_ab.add_(store[1:, :, :n])
             # torch's kernel assigns (not adds) the last label's share at the last frame, assuming it differs from
             # blank; when a target ends in the blank label, the final blank position's share is thereby dropped.
             last_label = padded.gather(1, (tl - 1).clamp_min(0).unsqueeze(1)).squeeze(1)
             ends_blank = (tl > 0) & (il > 0) & (last_label == blank)
             if bool(ends_blank.any()):
                 k = ends_blank.nonzero().squeeze(1)
-                log_ab[il[k] - 1, k, 2 * tl[k]] = _NEG_INF
-            log_gamma = log_ab.add_(nll.view(1, -1, 1)).sub_(lp_ext[:, :n])  # posterior share γ_t(s), in log space
+                log_ab[il[k] - 1, tl[k], k] = _NEG_INF
+            log_gamma = log_ab.add_(nll).sub_(lp_ext[:, :, :n])  # posterior share γ_t(s), in log space
+            log_gamma[:, s + 1] = _NEG_INF  # the gap row (-inf - -inf)
             low = log_gamma < _EXP_FLOOR
             gamma = log_gamma.clamp_min_(_EXP_FLOOR).exp_().masked_fill_(low, 0.0)
-            ctx.save_for_backward(lp, ext, il, gamma, nll)
+            ctx.save_for_backward(lp, index, il, gamma, nll)
         ctx.zero_infinity = zero_infinity
         return nll
 
@@ -239,16 +260,17 @@ class _NoDoubleBackward(torch.autograd.Function):
         raise RuntimeError("derivative for the backward of ctc_loss is not implemented (as in torch)")
 
 
-def _ctc_grad(lp: Tensor, ext: Tensor, il: Tensor, gamma: Tensor, nll: Tensor, grad: Tensor,
+def _ctc_grad(lp: Tensor, index: Tensor, il: Tensor, gamma: Tensor, nll: Tensor, grad: Tensor,
               zero_infinity: bool) -> Tensor:
     """torch's CTC gradient ``exp(lp) - Σ_{s: l'_s = c} γ_t(s)`` times the incoming gradient, 0 past each input
-    length, NaN (or 0 with ``zero_infinity``) for an impossible alignment."""
-    t_max = lp.size(0)
-    total = torch.zeros_like(lp).scatter_add_(2, ext.unsqueeze(0).expand(t_max, -1, -1), gamma)
+    length, NaN (or 0 with ``zero_infinity``) for an impossible alignment. ``gamma`` ``(T, 2S+2, N)`` and the row
+    classes ``index`` ``(2S+2, N)`` are in :func:`_columns`' row order."""
+    t_max, n, classes = lp.shape
+    total = gamma.new_zeros((t_max, classes, n)).scatter_add_(1, index.expand(t_max, -1, -1), gamma)
     if bool(total.max() > 1.0) if total.numel() else False:
         # a posterior mass is at most 1; exponents of huge magnitude (|lp| ~ 1e30) round each shared term to e^0
         total.masked_fill_((total > 1.0) & (total < math.inf), 1.0)
-    g = torch.exp(lp).sub_(total).mul_(grad.view(1, -1, 1))
+    g = torch.exp(lp).sub_(total.transpose(1, 2)).mul_(grad.view(1, -1, 1))
     inf = torch.isinf(nll)
     if bool(inf.any()):
         g.masked_fill_(inf.view(1, -1, 1), 0.0 if zero_infinity else math.nan)  # torch: NaN, or 0 with zero_infinity
