@@ -219,10 +219,10 @@ class CTCNegLogLikelihood(torch.autograd.Function):
         if reverse:
             # log α·β per (frame, row, sample); β's blank and label blocks are each reversed. Past a sample's
             # frames β reads its held start (sliced off by the gradient's frame mask), past its labels -inf.
-            log_ab = store[1:, :, n:].flip(0)
+            log_ab = torch.empty_like(lp_ext[:, :, :n])
+            log_ab[:, s + 1] = _NEG_INF
             for lo, hi in ((0, s + 1), (s + 2, 2 * s + 2)):
-                log_ab[:, lo:hi] = log_ab[:, lo:hi].flip(1)
-            log_ab.add_(store[1:, :, :n])
+                torch.add(store[1:, lo:hi, :n], store[1:, lo:hi, n:].flip(0, 1), out=log_ab[:, lo:hi])
             # torch's kernel assigns (not adds) the last label's share at the last frame, assuming it differs from
             # blank; when a target ends in the blank label, the final blank position's share is thereby dropped.
             last_label = padded.gather(1, (tl - 1).clamp_min(0).unsqueeze(1)).squeeze(1)
