@@ -209,3 +209,30 @@ PROB_LOSSES = ["NLLLoss", "CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss", "K
 def test_fuzz(name: str) -> None:
     report = fuzz.fuzz(catalog.get("losses", name), examples=6)
     assert report.passed, report.reproducer()
+
+
+_NOT_DIFFERENTIABLE = {
+    "cross_entropy": lambda m, x, y, p, w: m.cross_entropy(x, y, weight=w),
+    "cross_entropy_2d": lambda m, x, y, p, w: m.cross_entropy(x.view(4, 3, 1, 1), y.view(4, 1, 1), weight=w),
+    "nll_loss": lambda m, x, y, p, w: m.nll_loss(x, y, weight=w),
+    "multi_margin_loss": lambda m, x, y, p, w: m.multi_margin_loss(x, y, weight=w),
+    "binary_cross_entropy": lambda m, x, y, p, w: m.binary_cross_entropy(x.sigmoid(), p, weight=w),
+    "bce_with_logits_weight": lambda m, x, y, p, w: m.binary_cross_entropy_with_logits(x, p, weight=w),
+    "bce_with_logits_pos_weight": lambda m, x, y, p, w: m.binary_cross_entropy_with_logits(x, p, pos_weight=w),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_NOT_DIFFERENTIABLE))
+def test_weight_requiring_grad_raises_like_torch(name: str) -> None:
+    """torch's kernels have no derivative for these weights: a weight with requires_grad raises RuntimeError
+    while autograd records, and is accepted under no_grad."""
+    call = _NOT_DIFFERENTIABLE[name]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, generator=g, requires_grad=True)
+    y, p = torch.tensor([0, 1, 2, 1]), torch.rand(4, 3, generator=g)
+    w = torch.rand(3, generator=g).add_(0.5).requires_grad_()
+    for m in (torch.nn.functional, OF):
+        with pytest.raises(RuntimeError, match="not differentiable with respect to argument"):
+            call(m, x, y, p, w)
+    with torch.no_grad():
+        torch.testing.assert_close(call(OF, x, y, p, w), call(torch.nn.functional, x, y, p, w))

@@ -16,6 +16,17 @@ _BCE_EPS = 1e-12  # torch's floor on x(1-x) in BCE's second derivatives
 _BCE_EPS_F32 = float(torch.tensor(1e-12, dtype=torch.float32))  # the kernel's float constant, ≈ 9.99999996e-13
 
 
+def not_differentiable(function: str, **args: Tensor | None) -> None:
+    """torch's RuntimeError for an argument its kernel has no derivative for (a class ``weight``, ``pos_weight``)
+    passed with ``requires_grad`` while autograd is recording."""
+    if not torch.is_grad_enabled():
+        return
+    for name, t in args.items():
+        if t is not None and t.requires_grad:
+            raise RuntimeError(f"The function '{function}' is not differentiable with respect to argument '{name}'. "
+                               "This input cannot have requires_grad True.")
+
+
 class CrossEntropyIndex(torch.autograd.Function):
     """Cross entropy of logits against class indices, with label smoothing ``ε``, per sample:
     ``ℓ_i = (1-ε)·w_i·(-logp_{i y_i}) + ε/C·Σ_c weight_c·(-logp_ic)``, 0 where ``valid`` is False (``valid`` None:

@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.nn.functional import logsigmoid
 
 from .. import _reduction as R
+from ._autograd import not_differentiable
 
 __all__ = [
     "cosine_embedding_loss", "hinge_embedding_loss", "margin_ranking_loss", "multi_margin_loss",
@@ -154,6 +155,7 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
             raise RuntimeError(f"inconsistent weight size, expected {C} but got {list(weight.shape)}")
         if weight.dtype != input.dtype:
             raise RuntimeError(f"expected weight of scalar type {input.dtype} but found {weight.dtype}")
+    not_differentiable("multi_margin_loss", weight=weight)
     t = target.reshape(nframe, 1)
     if nframe and bool(((t < 0) | (t >= C)).any()):
         raise RuntimeError(f"target out of range: class indices must lie in [0, {C})")

@@ -14,7 +14,13 @@ import torch
 from torch import Tensor
 
 from .. import _reduction as R
-from ._autograd import BinaryCrossEntropy, BinaryCrossEntropyWithLogits, CrossEntropyIndex, class_view
+from ._autograd import (
+    BinaryCrossEntropy,
+    BinaryCrossEntropyWithLogits,
+    CrossEntropyIndex,
+    class_view,
+    not_differentiable,
+)
 
 __all__ = [
     "binary_cross_entropy",
@@ -116,6 +122,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     targets (NaN when every target is ignored)."""
     reduction = R.resolve(reduction, size_average, reduce)
     target = _check_class_target(input, target, weight)
+    _weight_not_differentiable(input, weight)
     loss, w = _picked(input, target, weight, ignore_index)
     return R.reduce_weighted(loss, reduction, loss.numel() if w is None else w)
 
@@ -135,12 +142,18 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     if input.shape == target.shape:
         return _cross_entropy_probs(input, target, weight, reduction, ignore_index, label_smoothing, cdim)
     target = _check_class_target(input, target, weight)
+    _weight_not_differentiable(input, weight)
     if label_smoothing > 0.0:
         _check_smoothing(label_smoothing)
     valid, safe = _valid_and_safe(target, ignore_index, input.size(_class_dim(input)))
     w = _target_weights(valid, safe, weight, input.dtype)
     loss = CrossEntropyIndex.apply(input, safe, valid, w, weight, max(label_smoothing, 0.0))
     return R.reduce_weighted(loss, reduction, loss.numel() if w is None else w)
+
+
+def _weight_not_differentiable(input: Tensor, weight: Tensor | None) -> None:
+    """Class-index NLL has no derivative for ``weight`` in torch (its kernel is nll_loss2d for 4-D input)."""
+    not_differentiable("nll_loss2d_forward" if input.dim() == 4 else "nll_loss_forward", weight=weight)
 
 
 def _check_smoothing(label_smoothing: float) -> None:
@@ -195,6 +208,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
         weight = weight.to(input.dtype).expand(torch.broadcast_shapes(target.size(), weight.size()))
         if weight.shape != input.shape:
             raise RuntimeError(f"weight of shape {list(weight.shape)} does not match the input's {list(input.shape)}")
+    not_differentiable("binary_cross_entropy", weight=weight)
     for name, t in (("input", input), ("target", target)):
         if not bool(((t >= 0) & (t <= 1)).all()):
             raise RuntimeError(f"all elements of {name} should be between 0 and 1")
@@ -218,6 +232,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     for name, t in (("weight", weight), ("pos_weight", pos_weight)):
         if t is not None and torch.broadcast_shapes(t.shape, input.shape) != input.shape:
             raise RuntimeError(f"{name} of shape {list(t.shape)} does not broadcast to the input's {list(input.shape)}")
+    not_differentiable("binary_cross_entropy_with_logits", weight=weight, pos_weight=pos_weight)
     dtype = torch.promote_types(input.dtype, target.dtype)  # torch multiplies the weights in place: loss dtype
     if pos_weight is not None:
         pos_weight = pos_weight.to(dtype)
