@@ -57,9 +57,9 @@ def logits_probs(n: int, c: int) -> Inputs:
     return lambda g, dev: (_randn(g, n, c, device=dev), torch.softmax(_randn(g, n, c, device=dev), 1))
 
 
-def log_probs_idx(n: int, c: int) -> Inputs:
-    return lambda g, dev: (torch.log_softmax(_randn(g, n, c, device=dev), 1),
-                           torch.randint(0, c, (n,), generator=g).to(dev))
+def log_probs_idx(n: int, c: int, *dims: int) -> Inputs:
+    return lambda g, dev: (torch.log_softmax(_randn(g, n, c, *dims, device=dev), 1),
+                           torch.randint(0, c, (n, *dims), generator=g).to(dev))
 
 
 def same(n: int, c: int, first: str = "randn", second: str = "randn", third: str | None = None) -> Inputs:
@@ -105,6 +105,7 @@ ROWS: list[Row] = [
     Row("CrossEntropyLoss class probabilities", "CrossEntropyLoss", logits_probs(N, C)),
     Row("CrossEntropyLoss 2-D (16, 21, 64, 64)", "CrossEntropyLoss", logits_idx(16, 21, 64, 64)),
     Row("NLLLoss N=4096 C=1000", "NLLLoss", log_probs_idx(N, C)),
+    Row("NLLLoss 2-D (16, 21, 64, 64)", "NLLLoss", log_probs_idx(16, 21, 64, 64)),
     Row("BCELoss 4096x1000", "BCELoss", same(N, C, "prob", "unit")),
     Row("BCEWithLogitsLoss 4096x1000", "BCEWithLogitsLoss", same(N, C, "randn", "unit")),
     Row("BCEWithLogitsLoss pos_weight", "BCEWithLogitsLoss", same(N, C, "randn", "unit"),

@@ -18,8 +18,10 @@ from ._autograd import (
     BinaryCrossEntropy,
     BinaryCrossEntropyWithLogits,
     CrossEntropyIndex,
+    class_index,
     class_view,
     not_differentiable,
+    pick,
 )
 
 __all__ = [
@@ -110,7 +112,7 @@ def _picked(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: i
     that the ``mean`` reduction divides by (None: all 1)."""
     cdim = _class_dim(logp)
     valid, safe = _valid_and_safe(target, ignore_index, logp.size(cdim))
-    picked = logp.gather(cdim, safe.unsqueeze(cdim)).squeeze(cdim)
+    picked = pick(logp, class_index(logp, safe, cdim), safe, cdim)
     w = _target_weights(valid, safe, weight, logp.dtype)
     loss = -picked if w is None else -picked * w
     return (loss if valid is None else torch.where(valid, loss, 0.0)), w
