@@ -6,6 +6,7 @@ K-dimensional inputs need nothing special."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
@@ -47,40 +48,57 @@ def _pieces(*tensors: Tensor) -> list[tuple[Tensor, ...]]:
     return list(zip(*(t.split(max(1, _CHUNK // max(1, row))) for t in tensors), strict=True))
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A flat work buffer of at least ``numel`` elements, kept per thread, dtype and device between calls (CPU):
+    a fresh multi-MB buffer per call goes back to the OS when freed and page-faults in again on the next call,
+    which cost more than the piecewise pass itself (CUDA's caching allocator needs no help)."""
+    if device.type != "cpu":
+        return torch.empty(numel, dtype=dtype, device=device)
+    cache = _SCRATCH.__dict__.setdefault("buffers", {})
+    buf = cache.get(dtype)
+    if buf is None or buf.numel() < numel:
+        buf = cache[dtype] = torch.empty(numel, dtype=dtype)
+    return buf[:numel]
+
+
 class _ClampedQuadratic(torch.autograd.Function):
     """``ℓ = a·c·(d - ½c)`` with ``d = x - y`` and ``c = clamp(d, -k, k)`` (``k = None``: ``c = d``, ``ℓ = (a/2)·d²``),
     reduced by :func:`optimlab.nn._reduction.reduce`; ``∂ℓ/∂x = a·c`` times the reduction's scale.
 
     One formula for three losses: MSE (``a = 2``, no clamp), Huber (``a = 1``, ``k = δ``) and smooth L1
     (``a = 1/β``, ``k = β``). A Function because autograd through ``clamp``/``where`` and the reduction ran
-    several times slower than torch's fused kernels. Forward runs piece by piece (:func:`_pieces`) through one
-    reused buffer, so the only input-sized tensors it allocates are ``c`` and, for ``none``, the result; ``sum``
-    and ``mean`` add per-piece sums in at least float32. Backward keeps ``c`` (recomputing it from the inputs, as
-    torch's kernels do, measured ~30 % slower here). With ``create_graph`` the gradient is recomputed with
-    differentiable ops (``|d| < k`` strictly, NaN with derivative 0, as torch's double backward)."""
+    several times slower than torch's fused kernels. Both passes run piece by piece (:func:`_pieces`) through
+    small reused buffers, so forward allocates no input-sized tensor (except the result for ``none``; ``sum``
+    and ``mean`` add per-piece sums in at least float32) and backward only the gradient, which it recomputes
+    from the inputs as torch's kernels do: nothing input-sized is held for backward, and no large buffer churns
+    through the allocator each step. With ``create_graph`` the gradient is recomputed with differentiable ops
+    (``|d| < k`` strictly, NaN with derivative 0, as torch's double backward)."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, y: Tensor, a: float, k: float | None, reduction: str,
                 dtype: torch.dtype) -> Tensor:
         factor = a / 2 if k is None else a
-        c_all = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         out = torch.empty(x.shape, dtype=dtype, device=x.device) if reduction == "none" else None
-        pieces = _pieces(x, y, c_all) if out is None else _pieces(x, y, c_all, out)
+        pieces = _pieces(x, y) if out is None else _pieces(x, y, out)
         acc = torch.promote_types(dtype, torch.float32)
         sums = torch.empty(len(pieces), dtype=acc, device=x.device)
-        buf = torch.empty_like(pieces[0][2])
-        for i, (xp, yp, c, *rest) in enumerate(pieces):
-            b = buf[:c.size(0)]
-            if k is None:  # c = d, ℓ = d² (the factor a/2 comes last)
-                loss = torch.mul(torch.sub(xp, yp, out=c), c, out=b)
+        work = _scratch(pieces[0][0].numel() * (1 if k is None else 2), x.dtype, x.device)
+        buf = work[: pieces[0][0].numel()].view(pieces[0][0].shape)
+        cbuf = None if k is None else work[pieces[0][0].numel():].view(pieces[0][0].shape)
+        for i, (xp, yp, *rest) in enumerate(pieces):
+            d = torch.sub(xp, yp, out=buf[: xp.size(0)])
+            if cbuf is None:  # c = d, ℓ = d² (the factor a/2 comes last)
+                loss = d.mul_(d)
             else:
-                d = torch.sub(xp, yp, out=b)
-                loss = d.sub_(torch.clamp(d, -k, k, out=c), alpha=0.5).mul_(c)  # d's buffer reused
+                loss = d.sub_(torch.clamp(d, -k, k, out=cbuf[: xp.size(0)]), alpha=0.5).mul_(cbuf[: xp.size(0)])
             if out is None:
                 torch.sum(loss.to(dtype), list(range(loss.dim())), dtype=acc, out=sums[i])
             else:
                 rest[0].copy_(loss.mul_(factor) if factor != 1 else loss)
-        ctx.save_for_backward(x, y, c_all)
+        ctx.save_for_backward(x, y)
         ctx.a, ctx.k, ctx.scale = a, k, R.grad_scale(reduction, x.numel())
         if out is not None:
             return out
@@ -90,19 +108,26 @@ class _ClampedQuadratic(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, y, c = ctx.saved_tensors
+        x, y = ctx.saved_tensors
         a, k = ctx.a, ctx.k
         if torch.is_grad_enabled():  # double backward: the same gradient, differentiable in x and y
             c = d = x - y
             if k is not None:
                 c = torch.where(d.abs() < k, d, torch.where(d.isnan(), d.detach(), d.sign() * k))
             gx = grad * (c * (a * ctx.scale))
-        elif grad.dim() == 0:
-            gx = c * (grad * (a * ctx.scale))
         else:
-            gx = grad * c
-            if a != 1:
-                gx.mul_(a)
+            gx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+            scale = grad * (a * ctx.scale) if grad.dim() == 0 else None
+            for xp, yp, gp, *g in _pieces(x, y, gx) if scale is not None else _pieces(x, y, gx, grad):
+                c = torch.sub(xp, yp, out=gp)
+                if k is not None:
+                    c.clamp_(-k, k)
+                if scale is not None:
+                    c.mul_(scale)
+                else:
+                    c.mul_(g[0])
+                    if a != 1:
+                        c.mul_(a)
         gy = -gx if ctx.needs_input_grad[1] else None
         return (gx if ctx.needs_input_grad[0] else None), gy, None, None, None, None
 
