@@ -179,3 +179,22 @@ def test_clamped_quadratic_holds_nothing_and_backward_repeats(name: str, reducti
     assert torch.equal(first, second)
     (ref,) = torch.autograd.grad(getattr(TF, name)(x, y, reduction=reduction), x, go)
     torch.testing.assert_close(first, ref)
+
+
+def test_work_buffer_survives_inference_mode() -> None:
+    """The per-thread work buffer made during inference mode stays usable outside it (and the reverse)."""
+    from optimlab.nn.functional import regression
+
+    regression._SCRATCH.__dict__.pop("buffers", None)  # the first buffer is made inside inference mode
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(2, 1 << 18, generator=g, dtype=torch.float64), torch.randn(2, 1 << 18, generator=g,
+                                                                                  dtype=torch.float64)
+    with torch.inference_mode():
+        first = OF.huber_loss(x, y)
+    xr = x.clone().requires_grad_()
+    second = OF.huber_loss(xr, y)
+    second.backward()
+    with torch.inference_mode():
+        third = OF.huber_loss(x, y)
+    assert first.item() == second.item() == third.item()
+    torch.testing.assert_close(second, TF.huber_loss(x, y))

@@ -60,7 +60,8 @@ def _scratch(numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     cache = _SCRATCH.__dict__.setdefault("buffers", {})
     buf = cache.get(dtype)
     if buf is None or buf.numel() < numel:
-        buf = cache[dtype] = torch.empty(numel, dtype=dtype)
+        with torch.inference_mode(False):  # a normal tensor: writable inside and outside inference mode
+            buf = cache[dtype] = torch.empty(numel, dtype=dtype)
     return buf[:numel]
 
 
