@@ -62,12 +62,10 @@ class CrossEntropyIndex(torch.autograd.Function):
         n_classes = x.size(cdim)
         g = grad if valid is None else torch.where(valid, grad, 0.0)  # ignored: 0 even if grad is inf/nan
         hard = g if w is None else g * w  # the coefficient a_ic of the target class
-        if eps > 0.0:
+        total = hard  # Σ_c a_ic
+        if eps > 0.0:  # smoothing scales the target's share and adds ε/C·Σ_c w_c
             hard = (1 - eps) * hard
-        total = hard
-        if eps > 0.0:  # Σ_c a_ic adds ε/C·Σ_c w_c
-            spread = eps / n_classes * (n_classes if weight is None else weight.sum())
-            total = hard + g * spread
+            total = hard + g * (eps / n_classes * (n_classes if weight is None else weight.sum()))
         graph = torch.is_grad_enabled()  # create_graph: out of place, so autograd sees softmax's dependence on x
         flat = index if ctx.flat else None
         anchor = pick(x, flat, index, cdim)
