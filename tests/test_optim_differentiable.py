@@ -112,3 +112,63 @@ def test_hypergradient_through_tensor_lr(name):
     else:
         assert isinstance(results[0], torch.Tensor) and results[0].abs() > 0
         torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=0)
+
+
+# Hyperparameters as tensors that require grad (torch's test_optim "differentiable hyperparams" tests):
+# (optimizer, constructor kwargs, the names of those made tensors requiring grad).
+HYPER = [
+    ("Adam", {}, ("lr",)),
+    ("Adam", {}, ("weight_decay",)),
+    ("Adam", {}, ("beta1", "beta2")),
+    ("Adam", {}, ("lr", "weight_decay", "beta1", "beta2")),
+    ("Adam", {"decoupled_weight_decay": True, "maximize": True}, ("lr", "weight_decay", "beta1", "beta2")),
+    ("Adam", {"amsgrad": True}, ("lr", "beta1", "beta2")),  # torch's backward raises (in-place max): so must ours
+    ("AdamW", {}, ("lr", "weight_decay", "beta1", "beta2")),
+    ("SGD", {}, ("lr",)),
+    ("SGD", {"momentum": 0.9}, ("weight_decay",)),
+    ("SGD", {"momentum": 0.9, "nesterov": True}, ("lr", "weight_decay")),
+    ("SGD", {"momentum": 0.9, "maximize": True}, ("lr", "weight_decay", "momentum")),  # torch raises: so must ours
+]
+VALUES = {"lr": 0.01, "weight_decay": 0.5, "beta1": 0.9, "beta2": 0.99, "momentum": 0.8}
+
+
+def _meta_loss(cls, kwargs, names):
+    """f(*hyper) = the loss after two differentiable steps (graphs kept through the gradients), as a
+    function of the hyperparameters ``names``."""
+    def f(*hyper):
+        kw = dict(kwargs, differentiable=True, **dict(zip(names, hyper, strict=True)))
+        if "beta1" in kw:
+            kw["betas"] = (kw.pop("beta1"), kw.pop("beta2"))
+        g = torch.Generator().manual_seed(3)
+        p = torch.rand(10, generator=g, dtype=torch.float64).requires_grad_()
+        x = torch.rand(10, generator=g, dtype=torch.float64)
+        params = p.clone()
+        opt = cls([params], **kw)
+        if "momentum" in kw:  # as torch's test: a given buffer (torch detaches the one it seeds from g)
+            opt.state[params]["momentum_buffer"] = torch.rand(10, generator=g, dtype=torch.float64)
+        for _ in range(3):
+            loss = ((x * params).sum() - 2.0) ** 2
+            loss.backward(inputs=(params,), create_graph=True)
+            opt.step()
+            opt.zero_grad()
+        return loss
+    return f
+
+
+@pytest.mark.parametrize("name,kwargs,names", HYPER, ids=[f"{n}-{'-'.join(h)}-{kw}" for n, kw, h in HYPER])
+def test_gradients_wrt_tensor_hyperparameters(name, kwargs, names):
+    """d(loss after 3 steps)/d(lr, β, λ, μ): the same as through torch's step, and the true derivative
+    (gradcheck). Before, β2 and λ as tensors needing grad raised (addcmul_'s value/add's alpha)."""
+    hyper = [torch.tensor(VALUES[n], dtype=torch.float64, requires_grad=True) for n in names]
+    f_o, f_r = _meta_loss(getattr(oo, name), kwargs, names), _meta_loss(getattr(torch.optim, name), kwargs, names)
+    try:
+        g_r = torch.autograd.grad(f_r(*hyper), hyper)
+    except RuntimeError as e:  # where torch's backward cannot go through its own in-place state updates
+        with pytest.raises(type(e)):
+            torch.autograd.grad(f_o(*hyper), hyper)
+        return
+    g_o = torch.autograd.grad(f_o(*hyper), hyper)
+    for a, b in zip(g_o, g_r, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+    assert any(a.abs() > 0 for a in g_o)
+    assert torch.autograd.gradcheck(f_o, tuple(hyper))

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_scalar_dtype, _to_scalar
 
-from .optimizer import Optimizer, validate
+from .optimizer import Optimizer, compiling, validate
 
 __all__ = ["Adafactor", "adafactor_rule"]
 
@@ -24,8 +24,8 @@ def _scale(t: Tensor, s: Any, foreach: bool) -> Tensor:
 
 
 def adafactor_rule(p: Tensor, g: Tensor, row_var: Tensor | None, col_var: Tensor | None, variance: Tensor | None, *,
-                   lr: Any, step: float, beta2_decay: float, eps1: float, eps2: float, d: float, weight_decay: float,
-                   foreach: bool) -> None:
+                   lr: Any, step: float | Tensor, beta2_decay: float, eps1: float, eps2: float, d: float,
+                   weight_decay: float, foreach: bool) -> None:
     """One parameter's Adafactor update at step t (β̂₂ = 1 - t^τ, ρ = min(γ, 1/√t)):
 
     α ← max(ε₂, RMS(θ))·ρ;  θ ← θ(1 - γλ);
@@ -34,10 +34,18 @@ def adafactor_rule(p: Tensor, g: Tensor, row_var: Tensor | None, col_var: Tensor
     u ← g / √max(V̂, ε₁²);  θ ← θ - α/max(1, RMS(u)/d) · u.
 
     ``foreach`` only picks torch's multi-tensor rounding (foreach scaling; u scaled, then added).
+    ``step`` is a number, or the 0-d step tensor under ``torch.compile``: then ρ, α and the clipping
+    stay tensors (no ``.item()`` host syncs; torch's own compiled step graph-breaks there).
     """
-    one_minus_beta2 = step**beta2_decay
-    rho = min(lr, 1 / (step**0.5))
-    alpha = max(eps2, p.norm(2).item() / (p.numel() ** 0.5)) * rho
+    traced = isinstance(step, Tensor)
+    if traced:
+        one_minus_beta2 = (step**beta2_decay).to(p.dtype)
+        rho = (1 / step.sqrt()).clamp(max=lr)
+        alpha = (p.norm(2) / (p.numel() ** 0.5)).clamp(min=eps2) * rho
+    else:
+        one_minus_beta2 = step**beta2_decay
+        rho = min(lr, 1 / (step**0.5))
+        alpha = max(eps2, p.norm(2).item() / (p.numel() ** 0.5)) * rho
     if weight_decay != 0:
         _scale(p, 1 - lr * weight_decay, foreach)
     if g.dim() > 1:
@@ -52,6 +60,9 @@ def adafactor_rule(p: Tensor, g: Tensor, row_var: Tensor | None, col_var: Tensor
         variance.lerp_(g * g, one_minus_beta2)
         var = variance.clone()
     update = var.clamp_(min=eps1 * eps1).rsqrt_().mul_(g)
+    if traced:
+        p.add_(update.mul_(-alpha / (update.norm(2) / ((update.numel() ** 0.5) * d)).clamp(min=1.0)))
+        return
     scale = -alpha / max(1.0, update.norm(2).item() / ((update.numel() ** 0.5) * d))
     if foreach:  # torch's multi-tensor rounding: scale u, then add
         p.add_(_scale(update, scale, True))
@@ -145,6 +156,7 @@ class Adafactor(Optimizer):
                 st["step"] += 1
             for p, g, st in zip(params, grads, states, strict=True):
                 adafactor_rule(p, g, st.get("row_var"), st.get("col_var"), st.get("variance"), lr=lr,
-                               step=st["step"].item(), beta2_decay=group["beta2_decay"], eps1=eps1, eps2=eps2,
+                               step=st["step"] if compiling() else st["step"].item(),
+                               beta2_decay=group["beta2_decay"], eps1=eps1, eps2=eps2,
                                d=group["d"], weight_decay=group["weight_decay"], foreach=bool(group["foreach"]))
         return loss

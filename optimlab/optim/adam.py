@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._many import Many, maximum_
-from .optimizer import Optimizer, use_grad_for_differentiable, validate, validate_common
+from .optimizer import Optimizer, compiling, use_grad_for_differentiable, validate, validate_common
 
 __all__ = ["Adam", "adam_rule"]
 
@@ -25,7 +25,8 @@ def adam_rule(p: Any, g: Any, m: Any, v: Any, vmax: Any, step: Any, *, lr: Any, 
     v̂ ← max(v̂, v) (amsgrad);  θ ← θ - γ/(1-β1ᵗ) · m / (√v / √(1-β2ᵗ) + ε).
 
     Tensors or :class:`~optimlab.optim._many.Many` lists; ``step`` is a Python number, or a tensor
-    (list) in capturable/differentiable mode, where the bias corrections stay tensors (torch's order).
+    (list) in capturable/differentiable mode and under ``torch.compile``, where the bias corrections
+    stay tensors (torch's order). Tensor β/λ/γ that require grad are differentiated through.
     """
     if weight_decay != 0:
         if decoupled:
@@ -39,10 +40,15 @@ def adam_rule(p: Any, g: Any, m: Any, v: Any, vmax: Any, step: Any, *, lr: Any, 
         m.lerp_(g, 1 - beta1.to(device=ref.device, dtype=ref.dtype))
     else:
         m.lerp_(g, 1 - beta1)
-    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    if isinstance(beta2, Tensor) and beta2.requires_grad:  # addcmul_'s value must be a number:
+        v.lerp_(g.square(), 1 - beta2)  # β2·v + (1-β2)·g² as a lerp, torch's differentiable form
+    else:
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
     if amsgrad:
         maximum_(vmax, v, differentiable)
         v = vmax
+    if isinstance(step, Tensor) and any(isinstance(b, Tensor) and b.requires_grad for b in (beta1, beta2)):
+        step = step.clone()  # βᵗ's backward needs t, which the next step increments in place
     if isinstance(step, (int, float)):
         step_size = lr / (1 - beta1**step)
         denom = _div(v.sqrt(), (1 - beta2**step) ** 0.5, differentiable).add_(eps)
@@ -129,7 +135,7 @@ class Adam(Optimizer):
                              "instead")
             if not params or self._skip(group):
                 continue
-            tensor = group["capturable"] or group["differentiable"]
+            tensor = group["capturable"] or group["differentiable"] or compiling()
             beta1, beta2 = group["betas"]
             self._apply(adam_rule, group, [params, grads, m, v, vmax, self._count(group, steps, tensor)],
                         lr=self._lr(group, tensor), beta1=beta1, beta2=beta2, eps=group["eps"],

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._many import maximum_
-from .optimizer import Optimizer, use_grad_for_differentiable, validate_common
+from .optimizer import Optimizer, compiling, use_grad_for_differentiable, validate_common
 
 __all__ = ["Adamax", "adamax_rule"]
 
@@ -18,7 +18,7 @@ def adamax_rule(p: Any, g: Any, m: Any, u: Any, step: Any, *, lr: Any, beta1: fl
                 weight_decay: float, differentiable: bool) -> None:
     """g ← g + λθ;  m ← m + (1-β1)(g - m);  u ← max(β2·u, |g| + ε);  θ ← θ - γ/(1-β1ᵗ) · m / u.
 
-    ``step`` is a number, or a tensor (list) when capturable.
+    ``step`` is a number, or a tensor (list) when capturable or compiled.
     """
     if weight_decay != 0:
         g = g.add(p, alpha=weight_decay)
@@ -75,7 +75,7 @@ class Adamax(Optimizer):
             if not params:
                 continue
             beta1, beta2 = group["betas"]
-            tensor = group["capturable"]
+            tensor = group["capturable"] or compiling()
             self._apply(adamax_rule, group, [params, grads, m, u, self._count(group, steps, tensor)],
                         lr=self._lr(group, tensor), beta1=beta1, beta2=beta2, eps=group["eps"],
                         weight_decay=group["weight_decay"], differentiable=group["differentiable"])

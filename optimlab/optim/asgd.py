@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._many import Many, each
-from .optimizer import Optimizer, scalar_dtype, use_grad_for_differentiable, validate
+from .optimizer import Optimizer, compiling, scalar_dtype, use_grad_for_differentiable, validate
 
 __all__ = ["ASGD", "asgd_rule"]
 
@@ -20,7 +20,7 @@ def asgd_rule(p: Any, g: Any, ax: Any, eta_t: Any, mu_t: Any, eta: Any, mu: Any,
     η ← γ / (1 + λγt)^α;  μ ← 1 / max(1, t - t₀).
 
     ``eta_t``/``mu_t`` are the 0-d state tensors (rewritten in place); ``eta``/``mu`` their values as
-    numbers, or None when capturable (then ``step`` is a tensor and everything stays on device).
+    numbers, or None when capturable or compiled (then ``step`` is a tensor and everything stays on device).
     """
     if weight_decay != 0:
         g = g.add(p, alpha=weight_decay)
@@ -95,7 +95,7 @@ class ASGD(Optimizer):
             params, grads, (ax, etas, mus), steps = self._collect(group, self._init_state, ("ax", "eta", "mu"))
             if not params:
                 continue
-            cap = group["capturable"]
+            cap = group["capturable"] or compiling()  # compiled: no host reads of η, μ, t
             step = self._count(group, steps, cap)
             eta = [None] * len(params) if cap else [t.item() for t in etas]
             mu = [None] * len(params) if cap else [t.item() for t in mus]

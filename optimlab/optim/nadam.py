@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._many import value
-from .optimizer import Optimizer, scalar_dtype, use_grad_for_differentiable, validate, validate_common
+from .optimizer import Optimizer, compiling, scalar_dtype, use_grad_for_differentiable, validate, validate_common
 
 __all__ = ["NAdam", "nadam_rule"]
 
@@ -20,8 +20,8 @@ def nadam_rule(p: Any, g: Any, m: Any, v: Any, mu_product: Any, step: Any, *, lr
     d = √(v/(1-β2ᵗ)) + ε;  θ ← θ - γ(1-μₜ)/(1-Πₜ) · g/d - γμₜ₊₁/(1-Πₜμₜ₊₁) · m/d.
 
     ``mu_product`` is the 0-d state Πₜ₋₁ (updated in place). ``tensor_math`` (capturable or
-    differentiable) keeps Π a tensor in the coefficients, as torch does; ``step`` is then a tensor
-    when capturable.
+    differentiable, or compiled) keeps Π a tensor in the coefficients, as torch does; ``step`` is then
+    a tensor when capturable or compiled.
     """
     bias_correction2 = 1 - beta2**step
     if weight_decay != 0:
@@ -101,8 +101,9 @@ class NAdam(Optimizer):
             if not params:
                 continue
             beta1, beta2 = group["betas"]
-            tensor_math = group["capturable"] or group["differentiable"]
-            self._apply(nadam_rule, group, [params, grads, m, v, prods, self._count(group, steps, group["capturable"])],
+            tensor_math = group["capturable"] or group["differentiable"] or compiling()
+            step = self._count(group, steps, group["capturable"])
+            self._apply(nadam_rule, group, [params, grads, m, v, prods, step],
                         bucket_by=None if tensor_math else [t.item() for t in prods],
                         lr=self._lr(group, tensor_math), beta1=beta1, beta2=beta2, eps=group["eps"],
                         weight_decay=group["weight_decay"], momentum_decay=group["momentum_decay"],

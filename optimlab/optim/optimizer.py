@@ -52,12 +52,20 @@ from torch.optim.optimizer import _use_grad_for_differentiable
 
 from ._many import Many
 
-__all__ = ["Optimizer", "scalar_dtype", "use_grad_for_differentiable", "validate", "validate_common"]
+__all__ = ["Optimizer", "compiling", "scalar_dtype", "use_grad_for_differentiable", "validate", "validate_common"]
 
 use_grad_for_differentiable = _use_grad_for_differentiable  # torch's base-class utility, re-exported
 
 _FUSED_DEVICES = ("mps", "cuda", "xpu", "hpu", "cpu", "mtia")
 _CAPTURABLE_DEVICES = ("cuda", "xpu", "hpu", "xla")
+
+
+def compiling() -> bool:
+    """Whether Dynamo is tracing the step (``torch.compile``). Then step counters and tensor
+    hyperparameters stay tensors and every rule takes its tensor branch, as torch's ``_get_value``
+    does: a ``.item()`` would graph-break, and a Python number read from a tensor is specialised
+    into the graph (one recompilation per step, wrong guards on floats)."""
+    return torch.compiler.is_compiling()
 
 
 def validate(cond: bool, message: str, exc: type[Exception] = ValueError) -> None:
@@ -117,9 +125,13 @@ class Optimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _scalar(x: Any) -> Any:
-        """A Python number from a 1-element tensor hyperparameter (unless it needs grad)."""
-        if isinstance(x, Tensor) and not x.requires_grad:
-            return x.item()
+        """A Python number from a 1-element tensor hyperparameter, unless it needs grad or the step is
+        being compiled (then a 0-d tensor: no host sync)."""
+        if isinstance(x, Tensor):
+            if compiling():
+                return x.squeeze() if x.dim() else x
+            if not x.requires_grad:
+                return x.item()
         return x
 
     @staticmethod
@@ -211,8 +223,9 @@ class Optimizer(torch.optim.Optimizer):
 
     def _count(self, group: dict[str, Any], steps: Sequence[Tensor], tensor: bool = False) -> list[Any]:
         """Advance the step counters; return each step as a Python float, or the tensors themselves
-        when ``tensor`` (capturable/differentiable math). Capturable needs an accelerator, as in torch."""
-        if group.get("capturable") and not torch.compiler.is_compiling():
+        when ``tensor`` (capturable/differentiable math) or while compiling (:func:`compiling`).
+        Capturable needs an accelerator, as in torch (not checked while compiling, as torch)."""
+        if group.get("capturable") and not compiling():
             validate(all(s.device.type in _CAPTURABLE_DEVICES for s in steps),
                      "If capturable=True, params and state_steps must be on supported devices: "
                      f"{list(_CAPTURABLE_DEVICES)}.", AssertionError)
@@ -221,15 +234,15 @@ class Optimizer(torch.optim.Optimizer):
         else:
             for s in steps:
                 s += 1
-        if tensor:
+        if tensor or compiling():
             return list(steps)
         return [s.item() for s in steps]
 
     def _lr(self, group: dict[str, Any], tensor: bool) -> Any:
         """The group's lr for the rule: a Python number, except a tensor lr in tensor-step mode
-        (capturable/differentiable), where torch keeps it a tensor."""
+        (capturable/differentiable) or while compiling, where torch keeps it a tensor."""
         lr = group["lr"]
-        if tensor and isinstance(lr, Tensor):
+        if (tensor or compiling()) and isinstance(lr, Tensor):
             return lr.squeeze() if lr.dim() else lr
         return self._scalar(lr)
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ._many import each
-from .optimizer import Optimizer, use_grad_for_differentiable, validate_common
+from .optimizer import Optimizer, compiling, use_grad_for_differentiable, validate_common
 
 __all__ = ["RAdam", "radam_rule"]
 
@@ -19,7 +19,7 @@ def radam_rule(p: Any, g: Any, m: Any, v: Any, step: Any, *, lr: Any, beta1: flo
     """m ← m + (1-β1)(g - m);  v ← β2·v + (1-β2)·g²;  ρ∞ = 2/(1-β2) - 1;  ρₜ = ρ∞ - 2tβ2ᵗ/(1-β2ᵗ);
     θ ← θ - γ·m/(1-β1ᵗ) · (rₜ·√(1-β2ᵗ)/(√v + ε) if ρₜ > 5 else 1),  rₜ = √((ρₜ-4)(ρₜ-2)ρ∞ / ((ρ∞-4)(ρ∞-2)ρₜ)).
 
-    ``step`` is a number, or a tensor (list) when capturable (then the branch is a ``torch.where``).
+    ``step`` is a number, or a tensor (list) when capturable or compiled (then the branch is a ``torch.where``).
     """
     if weight_decay != 0:
         if decoupled:
@@ -106,7 +106,7 @@ class RAdam(Optimizer):
             if not params:
                 continue
             beta1, beta2 = group["betas"]
-            tensor = group["capturable"]
+            tensor = group["capturable"] or compiling()
             self._apply(radam_rule, group, [params, grads, m, v, self._count(group, steps, tensor)],
                         lr=self._lr(group, tensor), beta1=beta1, beta2=beta2, eps=group["eps"],
                         weight_decay=group["weight_decay"], decoupled=group["decoupled_weight_decay"],

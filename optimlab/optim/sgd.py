@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .optimizer import Optimizer, use_grad_for_differentiable, validate
+from ._many import Many
+from .optimizer import Optimizer, compiling, use_grad_for_differentiable, validate
 
 __all__ = ["SGD", "sgd_rule"]
 
@@ -21,14 +22,19 @@ def sgd_rule(p: Any, g: Any, buf: Any, *, lr: Any, momentum: float, dampening: f
     momentum buffers are new (torch seeds them with the gradient, undamped).
     """
     if weight_decay != 0:
-        g = g.add(p, alpha=weight_decay)
+        if isinstance(weight_decay, Tensor) and weight_decay.requires_grad and not isinstance(p, Many):
+            g = g.addcmul(p.clone(), weight_decay)  # add's alpha must be a number
+        else:
+            g = g.add(p, alpha=weight_decay)
     if momentum != 0:
-        if first:
-            buf.copy_(g)
+        if first:  # torch seeds the buffer with a detached copy: no gradient through the first g
+            buf.copy_(g.detach())
         else:
             buf.mul_(momentum).add_(g, alpha=1 - dampening)
         g = g.add(buf, alpha=momentum) if nesterov else buf
-    if isinstance(lr, Tensor) and lr.requires_grad:
+    if isinstance(lr, Tensor) and compiling():  # a tensor lr stays a tensor (no host read), torch's form
+        p.add_(g * -lr)
+    elif isinstance(lr, Tensor) and lr.requires_grad:
         p.addcmul_(g, lr, value=-1)
     else:
         p.add_(g, alpha=-lr)
