@@ -89,7 +89,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     if not _device_or_exit(args.device):
         return 2
     dtypes = [parity.DTYPES[d] for d in args.dtype.split(",")] if args.dtype else None
-    todo = parity.plan(args.family, dtypes, _names(args.only))
+    todo = parity.plan(args.family, dtypes, _names(args.only), args.compile)
     console = _console()
     results: list[CaseResult] = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -98,10 +98,11 @@ def cmd_parity(args: argparse.Namespace) -> int:
         for comp, case, dt in todo:
             progress.update(task, description=f"{comp.name} [{case.name}]")
             steps = None if comp.family == "losses" else args.steps
-            results.append(parity.run_case(comp, case, dt, args.device, steps))
+            results.append(parity.run_case(comp, case, dt, args.device, steps, compile=args.compile))
             progress.advance(task)
     rows = _summarise(results)
-    table = Table(title=f"optimlab parity vs torch {torch.__version__} on {args.device}")
+    mode = " (optimlab under torch.compile vs torch eager)" if args.compile else ""
+    table = Table(title=f"optimlab parity vs torch {torch.__version__} on {args.device}{mode}")
     for col, just in (("family", "left"), ("component", "left"), ("configs", "right"), ("passed", "right"),
                       ("worst rel err", "right"), ("status", "left")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
@@ -165,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
     pa.add_argument("--steps", type=int, help="optimizer/scheduler steps (default: 50 / 1000)")
     pa.add_argument("--only", help="comma-separated component names")
     pa.add_argument("--json", help="also write every result to this JSON file")
+    pa.add_argument("--compile", action="store_true",
+                    help="run optimlab's side under torch.compile against torch's eager run (optimizers: 6 steps; "
+                         "tolerance: optimlab.parity.tolerances, compiled rule)")
     pa.set_defaults(fn=cmd_parity)
     fz = sub.add_parser("fuzz", help="random hyperparameters (hypothesis) against torch")
     fz.add_argument("--family", choices=catalog.FAMILIES)

@@ -203,6 +203,9 @@ class LBFGS(Optimizer):
             p.copy_(saved)
         return loss, grad
 
+    # torch.compile runs this step eagerly, as torch does for its LBFGS (Dynamo cannot trace the
+    # closure's backward, and the line search branches on loss values read back to the host).
+    @torch._disable_dynamo
     @torch.no_grad()
     def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
         """Up to ``max_iter`` L-BFGS iterations; returns the loss the closure gave at the start."""

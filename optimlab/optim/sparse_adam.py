@@ -79,6 +79,9 @@ class SparseAdam(Optimizer):
         validate(not sparse, f"Sparse params at indices {sparse}: SparseAdam requires dense parameter tensors")
         validate(not complex_, f"Complex params at indices {complex_}: SparseAdam does not support complex parameters")
 
+    # torch.compile runs this step eagerly, as torch does for its SparseAdam (Dynamo does not trace
+    # sparse tensors).
+    @torch._disable_dynamo
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One SparseAdam step over every group; returns the closure's loss when a closure is given."""

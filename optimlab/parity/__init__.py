@@ -25,9 +25,14 @@ def engine(family: str) -> Any:
 
 
 def run_case(comp: Component, case: Case, dtype: torch.dtype | None, device: str = "cpu",
-             steps: int | None = None, **kw: Any) -> CaseResult:
-    """Run one case; an exception inside the engine becomes a failed result, never a crash."""
+             steps: int | None = None, compile: bool = False, **kw: Any) -> CaseResult:
+    """Run one case; an exception inside the engine becomes a failed result, never a crash.
+
+    ``compile``: optimlab's side runs under ``torch.compile`` and is held to the compiled tolerance
+    rule against torch's eager run (optimizers: :mod:`.optim_compiled`; losses: their engine)."""
     eng = engine(comp.family)
+    if compile:
+        kw["compile"] = True  # passed only when set: engines without a compiled path keep their signature
     try:
         if steps is None:
             res = eng.run_case(comp, case, dtype, device, **kw)
@@ -35,15 +40,19 @@ def run_case(comp: Component, case: Case, dtype: torch.dtype | None, device: str
             res = eng.run_case(comp, case, dtype, device, steps=steps, **kw)
     except Exception as e:  # noqa: BLE001 - reported, not raised
         res = failure(comp.family, comp.name, case.name, dtype, device, e)
-    res.bitwise = case.bitwise
+    res.bitwise = case.bitwise and not compile
     return res
 
 
 def plan(family: str | None = None, dtypes: list[torch.dtype] | None = None,
-         names: Callable[[str], bool] | None = None) -> list[tuple[Component, Case, torch.dtype | None]]:
-    """Every (component, case, dtype) the report runs. Schedulers have no dtype (Python floats)."""
+         names: Callable[[str], bool] | None = None,
+         compile: bool = False) -> list[tuple[Component, Case, torch.dtype | None]]:
+    """Every (component, case, dtype) the report runs. Schedulers have no dtype (Python floats), and
+    nothing to compile: ``compile`` leaves them out."""
     out: list[tuple[Component, Case, torch.dtype | None]] = []
     for comp in components(family, names):
+        if compile and comp.family == "sched":
+            continue
         for case in comp.cases:
             if comp.family == "sched":
                 out.append((comp, case, None))
@@ -55,6 +64,7 @@ def plan(family: str | None = None, dtypes: list[torch.dtype] | None = None,
 
 
 def run_all(family: str | None = None, device: str = "cpu", dtypes: list[torch.dtype] | None = None,
-            steps: int | None = None, names: Callable[[str], bool] | None = None) -> Iterator[CaseResult]:
-    for comp, case, dt in plan(family, dtypes, names):
-        yield run_case(comp, case, dt, device, steps if comp.family != "losses" else None)
+            steps: int | None = None, names: Callable[[str], bool] | None = None,
+            compile: bool = False) -> Iterator[CaseResult]:
+    for comp, case, dt in plan(family, dtypes, names, compile):
+        yield run_case(comp, case, dt, device, steps if comp.family != "losses" else None, compile=compile)

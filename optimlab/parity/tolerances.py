@@ -13,6 +13,15 @@ be identical (``torch.equal`` up to NaN positions).
   the float64 value, far above rtol 1e-5, so elementwise agreement with torch's float32 result would only
   test that the rounding happens in the same order. The factor allows for our recursion rounding twice per
   frame (two pairwise ``logaddexp``) where torch's kernel rounds once (a three-way log-sum-exp).
+* Compiled (``python -m optimlab parity --compile``, :mod:`.optim_compiled`): optimlab's step under
+  ``torch.compile`` against torch's *eager* step. Inductor fuses and reorders the arithmetic, and bias
+  corrections come from the step counter tensor (float32) rather than Python doubles, so torch's own
+  compiled step drifts from its eager step too (float32 Adam, 6 steps: ~5e-7; Muon's bfloat16
+  Newton–Schulz: ~4e-3). The max absolute error over parameters and state after every step may be
+  ``COMPILED_FACTOR`` times torch's own compiled drift, and never less than :func:`compiled_floor`
+  (10x the table's atol: 1e-5 for float32, as issue 9 states the rule), which covers optimizers where
+  torch's compiled step happens to round exactly as its eager one (Rprop, or fused kernels that torch
+  never compiles).
 * Schedulers compare Python floats (float64) after every step at ``SCHED`` (issue 5: rel 1e-12,
   abs 1e-15 near zero).
 """
@@ -43,7 +52,15 @@ ACCURACY_FACTOR = 3.0
 
 SCHED = Tol(rtol=1e-12, atol=1e-15)
 
+COMPILED_FACTOR = 3.0
+COMPILED_FLOOR_ATOLS = 10.0
+
 
 def for_dtype(dtype: torch.dtype) -> Tol:
     """The tolerance for values of ``dtype`` (integer/bool values must match exactly)."""
     return TENSOR.get(dtype, Tol(0.0, 0.0))
+
+
+def compiled_floor(dtype: torch.dtype) -> float:
+    """The least max-abs error a compiled step is allowed against torch's eager step (see above)."""
+    return COMPILED_FLOOR_ATOLS * for_dtype(dtype).atol
