@@ -43,18 +43,35 @@ initial values of its state, and calls :meth:`_collect`, :meth:`_count` and :met
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import _use_grad_for_differentiable
 
 from ._many import Many
 
 __all__ = ["Optimizer", "compiling", "scalar_dtype", "use_grad_for_differentiable", "validate", "validate_common"]
 
-use_grad_for_differentiable = _use_grad_for_differentiable  # torch's base-class utility, re-exported
+
+
+def use_grad_for_differentiable(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``step`` with autograd on only when the optimizer is ``differentiable`` (torch's
+    ``_use_grad_for_differentiable``, without its two ``torch._dynamo.graph_break()`` calls: Dynamo
+    does not trace a step that is not torch's own after that break, only the functions it calls, one
+    graph each, with tensors crossing between them, which re-guarded every step)."""
+
+    @functools.wraps(func)
+    def _use_grad(self: Any, *args: Any, **kwargs: Any) -> Any:
+        prev = torch.is_grad_enabled()
+        try:
+            torch.set_grad_enabled(self.defaults["differentiable"])
+            return func(self, *args, **kwargs)
+        finally:
+            torch.set_grad_enabled(prev)
+
+    return _use_grad
 
 _FUSED_DEVICES = ("mps", "cuda", "xpu", "hpu", "cpu", "mtia")
 _CAPTURABLE_DEVICES = ("cuda", "xpu", "hpu", "xla")
