@@ -175,15 +175,15 @@ def compare_optimizers(ours: torch.optim.Optimizer, ref: torch.optim.Optimizer, 
 
 def run_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu", steps: int | None = None,
              ours_cls: type | None = None, ref_cls: type | None = None, seed: int = 0,
-             kwargs: dict[str, Any] | None = None, compile: bool = False) -> CaseResult:
+             kwargs: dict[str, Any] | None = None, compile: bool = False, **compile_kw: Any) -> CaseResult:
     """Run one case in lockstep; ``ours_cls``/``ref_cls`` override the catalogued classes (used by
     the tests that plant a wrong optimizer). ``compile``: optimlab's step runs under ``torch.compile``
-    (:mod:`.optim_compiled`, 6 steps unless ``steps`` is given)."""
+    (:mod:`.optim_compiled`, 6 steps unless ``steps`` is given; ``compile_kw``: its options)."""
     if compile:
         from . import optim_compiled
 
         return optim_compiled.run_case(comp, case, dtype, device, steps or optim_compiled.DEFAULT_STEPS, ours_cls,
-                                       ref_cls, seed, kwargs)
+                                       ref_cls, seed, kwargs, **compile_kw)
     steps = DEFAULT_STEPS if steps is None else steps
     ours_cls = ours_cls or comp.ours()
     ref_cls = ref_cls or comp.reference()

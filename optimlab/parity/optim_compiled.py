@@ -97,15 +97,15 @@ def _stepper(opt: torch.optim.Optimizer, model: nn.Module, step: Callable[..., A
 
 
 def _trajectory(cls: type, case: Case, kw: dict[str, Any], kind: str, dtype: torch.dtype, device: str, seed: int,
-                steps: int, compiled: bool, ref: tuple[torch.optim.Optimizer, nn.Module] | None = None
-                ) -> tuple[list[float], list[int]]:
+                steps: int, compiled: bool, ref: tuple[torch.optim.Optimizer, nn.Module] | None = None,
+                fullgraph: bool = False) -> tuple[list[float], list[int]]:
     """Step ``cls`` (compiled or not) ``steps`` times; the per-step error against ``ref`` replayed in
     lockstep (torch's eager optimizer, rebuilt here) and the number of graphs after each step."""
     torch._dynamo.reset()
     model = make_model(kind, dtype, device, seed)
     opt = build(cls, model, case, kw)
     counter = GraphCounter()
-    step = torch.compile(opt.step, backend=counter) if compiled else opt.step
+    step = torch.compile(opt.step, backend=counter, fullgraph=fullgraph) if compiled else opt.step
     errs, graphs = [], []
     assert ref is not None
     ref_opt, ref_model = ref
@@ -120,8 +120,10 @@ def _trajectory(cls: type, case: Case, kw: dict[str, Any], kind: str, dtype: tor
 
 def run_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu", steps: int = DEFAULT_STEPS,
              ours_cls: type | None = None, ref_cls: type | None = None, seed: int = 0,
-             kwargs: dict[str, Any] | None = None) -> CaseResult:
-    """Run one case with optimlab's step compiled, against torch's eager step (see the module docstring)."""
+             kwargs: dict[str, Any] | None = None, fullgraph: bool = False) -> CaseResult:
+    """Run one case with optimlab's step compiled, against torch's eager step (see the module docstring).
+    ``fullgraph``: compile optimlab's step with ``fullgraph=True`` (any graph break, e.g. a ``.item()``
+    host read, then raises); torch's own compiled step, which graph-breaks, is compiled without it."""
     ours_cls = ours_cls or comp.ours()
     ref_cls = ref_cls or comp.reference()
     kw = dict(case.kwargs if kwargs is None else kwargs)
@@ -133,7 +135,8 @@ def run_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu
         return build(ref_cls, model, case, kw), model
 
     def ours_run(cls: type) -> Callable[[], tuple[list[float], list[int]]]:
-        return lambda: _trajectory(cls, case, kw, kind, dtype, device, seed, steps, True, fresh_ref())
+        full = fullgraph and cls is ours_cls
+        return lambda: _trajectory(cls, case, kw, kind, dtype, device, seed, steps, True, fresh_ref(), full)
 
     m_o, m_r = make_model(kind, dtype, device, seed), make_model(kind, dtype, device, seed)
     _, _, problem, raised = call_both(lambda: build(ours_cls, m_o, case, kw), lambda: build(ref_cls, m_r, case, kw))
