@@ -125,6 +125,8 @@ def _chunk_grad(z: Tensor, g: Tensor, target: Tensor, valid: Tensor | None, weig
                 probs: bool) -> Tensor:
     """``∂(Σ g·ℓ)/∂z = g·(A·softmax(z) - a)`` for one chunk."""
     total, hard, dense = _coefficients(z, target, valid, weight, eps, probs)
+    if valid is not None:  # an ignored target gets 0, even where the incoming gradient is inf/NaN (all ignored)
+        g = torch.where(valid, g, 0.0)
     dz = torch.softmax(z, 1) * (g * total).unsqueeze(1)
     if probs or eps > 0.0:
         dz = dz - dense * g.unsqueeze(1)
@@ -173,9 +175,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 gb = dz.sum(0) if gb is None else (gb + dz.sum(0) if graph else gb.add_(dz.sum(0)))
         gx = None
         if need_x:
-            gx = torch.cat(gx_parts) if len(gx_parts) != 1 else gx_parts[0]
-            if not gx_parts:
-                gx = torch.zeros_like(x)
+            gx = torch.zeros_like(x) if not gx_parts else torch.cat(gx_parts) if len(gx_parts) > 1 else gx_parts[0]
         if need_w and gw is None:
             gw = torch.zeros_like(w)
         if need_b and gb is None:
@@ -199,13 +199,14 @@ def _check_class_target(target: Tensor, batch: tuple[int, ...], out_features: tu
         raise RuntimeError(f"Expected target size {[*batch, *out_features]}, got {list(target.shape)}")
 
 
-def _check_weight(weight: Tensor | None, classes: int, dtype: torch.dtype) -> None:
+def _check_weight(weight: Tensor | None, classes: int, dtype: torch.dtype | None) -> None:
+    """torch's class-weight checks: ``(C,)``, and (``dtype`` given: class indices) the input's dtype."""
     if weight is None:
         return
     if weight.dim() != 1 or weight.numel() != classes:
         raise RuntimeError(f"weight tensor should be defined either for all {classes} classes or no classes but got "
                            f"weight tensor of shape: {list(weight.shape)}")
-    if weight.dtype != dtype:
+    if dtype is not None and weight.dtype != dtype:
         raise RuntimeError(f"expected scalar type {dtype} but found {weight.dtype}")
 
 
@@ -253,7 +254,7 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
                       f"optimlab chunks anyway. Got reduction={reduction!r}, label_smoothing={label_smoothing}, "
                       f"target.dtype={target.dtype}, out_features={out_features}.", UserWarning, stacklevel=2)
     reduction = R.check(reduction)
-    _check_weight(weight, classes, input.dtype)
+    _check_weight(weight, classes, None if probs else input.dtype)
     eps = label_smoothing if label_smoothing > 0.0 else 0.0
     if eps > 1.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
@@ -267,7 +268,8 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
             raise RuntimeError(f"Expected floating point type for target with class probabilities, got "
                                f"{str(target.dtype).replace('torch.', '').capitalize()}")
         t = target.to(input.dtype).reshape(x.size(0), classes, m)
-        loss = _LinearCrossEntropy.apply(x, w, b, t, None, weight, classes, eps, True, rows)
+        wt = None if weight is None else weight.to(input.dtype)  # torch would promote; we keep input's dtype
+        loss = _LinearCrossEntropy.apply(x, w, b, t, None, wt, classes, eps, True, rows)
         denom: Tensor | int = loss.numel()
     else:
         _check_class_target(target, batch, out_features)
