@@ -248,7 +248,8 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
     ignore_index = -100 if ignore_index is None else ignore_index
     chunkable = reduction in R.REDUCTIONS and label_smoothing == 0.0 and target.dtype == torch.int64 \
         and not out_features
-    if options is not None and not chunkable:  # torch warns that it will not chunk here (we chunk regardless)
+    if options is not None and not chunkable and not torch.compiler.is_compiling():
+        # torch warns that it will not chunk here (we chunk regardless); a warning cannot be traced
         warnings.warn("linear_cross_entropy: ``options`` ignored by torch here (its chunked path needs reduction in "
                       "{'mean','sum','none'}, label_smoothing == 0, target.dtype == int64, out_features == ()); "
                       f"optimlab chunks anyway. Got reduction={reduction!r}, label_smoothing={label_smoothing}, "
