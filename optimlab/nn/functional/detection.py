@@ -91,7 +91,8 @@ def _aspect(w: Tensor, h: Tensor) -> Tensor:
 
 def complete_box_iou_loss(boxes1: Tensor, boxes2: Tensor, reduction: str = "none", eps: float = 1e-7) -> Tensor:
     """CIoU loss (Zheng et al. 2020): the DIoU loss ``+ α·v`` with the aspect-ratio term
-    ``v = 4/π²·(atan(w₂/h₂) - atan(w₁/h₁))²`` and ``α = v / (1 - IoU + v + ε)`` held constant (no gradient; 0 where ``v = 0``)."""
+    ``v = 4/π²·(atan(w₂/h₂) - atan(w₁/h₁))²`` and ``α = v / (1 - IoU + v + ε)`` held constant (no gradient;
+    0 where ``v = 0``)."""
     reduction = R.check(reduction)
     loss, iou, (x1, y1, x2, y2, u1, v1, u2, v2, *_) = _diou(boxes1, boxes2, eps)
     v = (4 / math.pi ** 2) * (_aspect(u2 - u1, v2 - v1) - _aspect(x2 - x1, y2 - y1)) ** 2

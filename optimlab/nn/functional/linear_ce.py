@@ -21,6 +21,7 @@ from .probabilistic import _valid_and_safe
 __all__ = ["linear_cross_entropy"]
 
 _POLICIES = ("auto", "accurate", "balanced", "compact")
+_MIN_CHUNK = 1 << 20  # logits per chunk at least (4 MiB in float32) without options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +64,10 @@ def _aspect_rows(n: int, d: int, classes: int, factor: int) -> int:
 
 def _chunk_rows(options: Any, n: int, d: int, classes: int, chunkable: bool) -> int:
     """Rows per chunk: torch's rule for an ``options`` object on a configuration torch chunks, else (``options``
-    None, or a configuration torch would not chunk) a chunk's logits as large as the input."""
-    if options is None or not chunkable:
-        return _aspect_rows(n, d, classes, 1)
+    None, or a configuration torch would not chunk) a chunk's logits as large as the input, or ``_MIN_CHUNK``
+    logits if that is more (small chunks are dominated by per-op overhead)."""
+    if options is None or not chunkable:  # and at least _MIN_CHUNK logits, so that per-op overhead stays small
+        return max(_aspect_rows(n, d, classes, 1), min(n, -(-_MIN_CHUNK // max(classes, 1))))
     size, method = options.batch_chunk_size, options.chunking_method
     if method == "auto":
         method = None if size is not None else "aspect_ratio:2"
@@ -80,59 +82,72 @@ def _chunk_rows(options: Any, n: int, d: int, classes: int, chunkable: bool) -> 
 
 
 def _logits(x: Tensor, w: Tensor, b: Tensor | None, classes: int) -> Tensor:
-    """A chunk's logits ``x Wᵀ + b`` as ``(n, C, M)`` (``M`` = positions per sample, 1 without out_features)."""
+    """A chunk's logits ``x Wᵀ + b`` as ``(n, M, C)``, classes last (``M`` = positions per sample, 1 without
+    out_features: then a view of the contiguous ``(n, C)`` matmul result, so softmax runs on its last dim)."""
     z = x @ w.t() if b is None else torch.addmm(b, x, w.t())
-    return z.view(x.size(0), classes, -1)
+    return z.view(x.size(0), classes, -1).transpose(1, 2)
 
 
-def _coefficients(z: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
-                  probs: bool) -> tuple[Tensor, Tensor | None, Tensor]:
-    """For ``ℓ = Σ_c a_c·(lse - z_c)``: ``A = Σ_c a_c`` (n, M), the target-class share ``h`` (n, M) of ``a``
-    (indices) or None (probabilities), and the dense part of ``a`` broadcastable to ``z``."""
-    classes = z.size(1)
-    wv = None if weight is None else weight.view(1, classes, 1)
-    if probs:  # a_c = w_c·((1-ε)·t_c + ε/C)
-        t = target if eps == 0.0 else target * (1 - eps) + eps / classes
-        a = t if wv is None else t * wv
-        return a.sum(1), None, a
+def _coefficients(z: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None,
+                  eps: float) -> tuple[Tensor, Tensor]:
+    """Class indices, ``ℓ = Σ_c a_c·(lse - z_c)`` with ``a = h·e_y + valid·ε/C·w``: ``A = Σ_c a_c`` and the
+    target-class share ``h = (1-ε)·w_y·valid``, both ``(n, M)``."""
     wy = torch.ones_like(target, dtype=z.dtype) if weight is None else weight[target]
     if valid is not None:
         wy = wy * valid
     hard = wy * (1 - eps)
-    uniform = (eps / classes) * (torch.ones_like(z[:1, :, :1]) if wv is None else wv)
-    if valid is not None:
-        uniform = uniform * valid.unsqueeze(1)
-    total = hard + eps * (1.0 if weight is None else weight.sum() / classes)
-    if valid is not None:
-        total = total * valid
-    return total, hard, uniform
+    if eps == 0.0:
+        return hard, hard
+    total = hard + eps * (1.0 if weight is None else weight.sum() / z.size(-1))
+    return (total if valid is None else total * valid), hard
+
+
+def _uniform_dot(z: Tensor, weight: Tensor | None) -> Tensor:
+    """``Σ_c w_c z_c`` over the last dim (``Σ_c z_c`` without weight), without a ``(n, M, C)`` temporary."""
+    return z.sum(-1) if weight is None else z @ weight
 
 
 def _chunk_loss(z: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
                 probs: bool) -> Tensor:
-    """Per-position loss of one chunk, ``A·lse - Σ_c a_c z_c``, written as ``Σ_c a_c (lse - z_c)``."""
-    lse = torch.logsumexp(z, 1)
-    total, hard, dense = _coefficients(z, target, valid, weight, eps, probs)
-    if probs:
-        return (dense * (lse.unsqueeze(1) - z)).sum(1)
-    loss = hard * (lse - z.gather(1, target.unsqueeze(1)).squeeze(1))
-    if eps > 0.0:
-        loss = loss + (dense * (lse.unsqueeze(1) - z)).sum(1)
+    """Per-position loss of one chunk: ``Σ_c a_c·(lse - z_c) = A·lse - Σ_c a_c z_c``."""
+    lse = torch.logsumexp(z, -1)
+    if probs:  # a_c = w_c·((1-ε)·t_c + ε/C)
+        t = target if eps == 0.0 else target * (1 - eps) + eps / z.size(-1)
+        a = t if weight is None else t * weight
+        return (a * (lse.unsqueeze(-1) - z)).sum(-1)
+    total, hard = _coefficients(z, target, valid, weight, eps)
+    loss = hard * (lse - z.gather(-1, target.unsqueeze(-1)).squeeze(-1))
+    if eps > 0.0:  # ε/C·Σ_c w_c·(lse - z_c), 0 where ignored
+        smooth = (eps / z.size(-1)) * (lse * (z.size(-1) if weight is None else weight.sum()) - _uniform_dot(z, weight))
+        loss = loss + (smooth if valid is None else smooth * valid)
     return loss
 
 
 def _chunk_grad(z: Tensor, g: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
-                probs: bool) -> Tensor:
-    """``∂(Σ g·ℓ)/∂z = g·(A·softmax(z) - a)`` for one chunk."""
-    total, hard, dense = _coefficients(z, target, valid, weight, eps, probs)
+                probs: bool, inplace: bool) -> Tensor:
+    """``∂(Σ g·ℓ)/∂z = g·(A·softmax(z) - a)`` for one chunk (``inplace``: on softmax's buffer, when no graph is
+    recorded)."""
     if valid is not None:  # an ignored target gets 0, even where the incoming gradient is inf/NaN (all ignored)
         g = torch.where(valid, g, 0.0)
-    dz = torch.softmax(z, 1) * (g * total).unsqueeze(1)
-    if probs or eps > 0.0:
-        dz = dz - dense * g.unsqueeze(1)
-    if not probs:
-        dz = dz.scatter_add(1, target.unsqueeze(1), -(g * hard).unsqueeze(1))
-    return dz
+    dz = torch.softmax(z, -1)
+    if probs:
+        t = target if eps == 0.0 else target * (1 - eps) + eps / z.size(-1)
+        a = (t if weight is None else t * weight) * g.unsqueeze(-1)
+        total = a.sum(-1, keepdim=True)
+        return dz.mul_(total).sub_(a) if inplace else dz * total - a
+    total, hard = _coefficients(z, target, valid, weight, eps)
+    scale = (g * total).unsqueeze(-1)
+    dz = dz.mul_(scale) if inplace else dz * scale
+    if eps > 0.0:
+        uniform = (eps / z.size(-1)) * g.unsqueeze(-1)
+        if valid is not None:
+            uniform = uniform * valid.unsqueeze(-1)
+        if weight is not None:
+            uniform = uniform * weight
+        dz = dz.sub_(uniform) if inplace else dz - uniform
+    src = -(g * hard).unsqueeze(-1)
+    index = target.unsqueeze(-1)
+    return dz.scatter_add_(-1, index, src) if inplace else dz.scatter_add(-1, index, src)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -165,8 +180,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
             e = min(s + rows, x.size(0))
             xc = x[s:e]
             z = _logits(xc, w, b, classes)
-            dz = _chunk_grad(z, grad[s:e], target[s:e], None if valid is None else valid[s:e], weight, eps, probs)
-            dz = dz.reshape(e - s, -1)
+            dz = _chunk_grad(z, grad[s:e], target[s:e], None if valid is None else valid[s:e], weight, eps, probs,
+                             not graph)
+            dz = dz.transpose(1, 2).reshape(e - s, -1)  # back to the (n, C·M) layout of x Wᵀ (a view when M = 1)
             if need_x:
                 gx_parts.append(dz @ w)
             if need_w:
@@ -268,7 +284,7 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
         if not target.is_floating_point():
             raise RuntimeError(f"Expected floating point type for target with class probabilities, got "
                                f"{str(target.dtype).replace('torch.', '').capitalize()}")
-        t = target.to(input.dtype).reshape(x.size(0), classes, m)
+        t = target.to(input.dtype).reshape(x.size(0), classes, m).transpose(1, 2)  # (N, M, C), classes last
         wt = None if weight is None else weight.to(input.dtype)  # torch would promote; we keep input's dtype
         loss = _LinearCrossEntropy.apply(x, w, b, t, None, wt, classes, eps, True, rows)
         denom: Tensor | int = loss.numel()
