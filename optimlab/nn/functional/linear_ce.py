@@ -110,7 +110,7 @@ def _chunk_loss(z: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor 
         t = target if eps == 0.0 else target * (1 - eps) + eps / z.size(-1)
         a = t if weight is None else t * weight
         return (a * (lse.unsqueeze(-1) - z)).sum(-1)
-    total, hard = _coefficients(z, target, valid, weight, eps)
+    _, hard = _coefficients(z, target, valid, weight, eps)
     loss = hard * (lse - z.gather(-1, target.unsqueeze(-1)).squeeze(-1))
     if eps > 0.0:  # ε/C·Σ_c w_c·(lse - z_c), 0 where ignored; summed as differences (W·lse - Σ w z cancels)
         gap = lse.unsqueeze(-1) - z
