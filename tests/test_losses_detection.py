@@ -142,7 +142,8 @@ def test_ciou_gradcheck():
 
 
 def test_sigmoid_focal_hand_values():
-    """Lin et al. 2017, FL = -α_t (1 - p_t)^γ log p_t: x = 0, y = 1 → p_t = 1/2; x = ln 3, y = 0 → p = 3/4, p_t = 1/4."""
+    """Lin et al. 2017, FL = -α_t (1 - p_t)^γ log p_t: x = 0, y = 1 → p_t = 1/2;
+    x = ln 3, y = 0 → p = 3/4, p_t = 1/4."""
     x = torch.tensor([0.0, math.log(3.0)], dtype=D)
     y = torch.tensor([1.0, 0.0], dtype=D)
     got = OF.sigmoid_focal_loss(x, y)
