@@ -46,8 +46,10 @@ def test_focal_matches_definition(alpha, gamma):
 def test_focal_without_focusing_is_bce_with_logits():
     x = torch.randn(4, 3, generator=_gen(2), dtype=D)
     y = torch.rand(4, 3, generator=_gen(3), dtype=D)
-    torch.testing.assert_close(OF.sigmoid_focal_loss(x, y, alpha=-1, gamma=0.0),
+    torch.testing.assert_close(OF.sigmoid_focal_loss(x, y, alpha=-1, gamma=0.0, reduction="mean"),
                                torch.nn.functional.binary_cross_entropy_with_logits(x, y))
+    torch.testing.assert_close(OF.sigmoid_focal_loss(x, y, alpha=-1, gamma=0.0),  # torchvision's default: none
+                               torch.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="none"))
 
 
 def test_focal_extreme_logits_finite_with_finite_gradient():
@@ -145,13 +147,20 @@ def test_box_losses_broadcast_and_gradgradcheck():
 
 
 @pytest.mark.parametrize("boxes,exc", [(torch.zeros(3, 5), ValueError),
-                                       (torch.tensor([[1.0, 0.0, 0.0, 1.0]]), ValueError),
-                                       (torch.zeros(3, 4, dtype=torch.long), TypeError)],
-                         ids=["not-4-coordinates", "x2-below-x1", "integer-boxes"])
+                                       (torch.tensor([[1.0, 0.0, 0.0, 1.0]]), ValueError)],
+                         ids=["not-4-coordinates", "x2-below-x1"])
 def test_box_losses_bad_input(boxes, exc):
     for fn in (OF.generalized_box_iou_loss, OF.diou_loss):
         with pytest.raises(exc):
             fn(boxes, torch.zeros(1, 4))
+
+
+def test_box_losses_upcast_integer_boxes_like_torchvision():
+    a, b = torch.tensor([[0, 0, 2, 2]]), torch.tensor([[1, 1, 3, 4]])
+    for fn in (OF.generalized_box_iou_loss, OF.diou_loss):
+        out = fn(a, b)
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, fn(a.float(), b.float()))
 
 
 def test_box_losses_nan_propagates():

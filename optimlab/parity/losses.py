@@ -123,6 +123,8 @@ def run_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu
              kwargs: dict[str, Any] | None = None, ours_fn: Callable | None = None,
              ref_fn: Callable | None = None) -> CaseResult:
     """Compare one loss case (module and functional form). ``steps`` is unused (one evaluation)."""
+    if case.get("run") is not None:  # a module with parameters or tuple outputs (see .modules)
+        return case.extra["run"](comp, case, dtype, device, seed=seed)
     kw = dict(case.kwargs if kwargs is None else kwargs)
     scale = kw.pop("_scale", None)  # fuzzing: multiply the floating inputs (extreme magnitudes)
     res = CaseResult("losses", comp.name, case.name, dtype_name(dtype), device, True, kwargs=kw)

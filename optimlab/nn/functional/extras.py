@@ -1,8 +1,6 @@
-"""Losses beyond torch (functional forms): sigmoid focal loss, GIoU/DIoU box losses, 0-1 loss.
-
-No torch counterpart exists, so these are tested against independent formulas and hand-computed values
-(tests/test_losses_extras.py). Default ``reduction`` is ``'mean'``, like every torch loss (torchvision's
-box and focal functions default to ``'none'``). Reduction via :mod:`optimlab.nn._reduction`."""
+"""Losses beyond torch (functional forms): the 0-1 loss. The focal losses are in :mod:`.focal`, the box losses in
+:mod:`.detection` (both re-exported here under their older import path). No torch counterpart exists, so these are
+tested against independent formulas and hand-computed values (tests/test_losses_extras.py)."""
 
 from __future__ import annotations
 
@@ -12,77 +10,10 @@ import torch
 from torch import Tensor
 
 from .. import _reduction as R
-from .margin import logistic_loss
+from .detection import diou_loss, generalized_box_iou_loss  # noqa: F401 - the older import path
+from .focal import sigmoid_focal_loss  # noqa: F401 - the older import path
 
-__all__ = ["diou_loss", "generalized_box_iou_loss", "sigmoid_focal_loss", "zero_one_loss"]
-
-
-def sigmoid_focal_loss(input: Tensor, target: Tensor, alpha: float = 0.25, gamma: float = 2.0,
-                       reduction: str = "mean") -> Tensor:
-    """Focal loss on logits (Lin et al. 2017): ``ℓ = α_t (1 - p_t)^γ · BCE(x, y)`` with ``p = σ(x)``,
-    ``1 - p_t = y σ(-x) + (1 - y) σ(x)`` (computed so, without cancellation) and ``α_t = α y + (1 - α)(1 - y)``;
-    ``alpha < 0`` disables the class weighting. ``gamma = 0`` with ``alpha < 0`` is plain BCE with logits.
-    Targets in [0, 1], same shape as ``input``."""
-    reduction = R.check(reduction)
-    if gamma < 0:
-        raise ValueError(f"gamma must be non-negative, got {gamma}")
-    if alpha > 1:
-        raise ValueError(f"alpha must be at most 1 (or negative to disable it), got {alpha}")
-    if target.shape != input.shape:
-        raise ValueError(f"Target size ({target.size()}) must be the same as input size ({input.size()})")
-    y = target.to(input.dtype)
-    loss = logistic_loss(input, y)
-    if gamma != 0:
-        q = y * torch.sigmoid(-input) + (1 - y) * torch.sigmoid(input)  # 1 - p_t
-        # q = 0 (a saturated, correct prediction) would give 0 · ∞ in the gradient of q^γ for γ < 1; the floor
-        # leaves the value at ~0 and makes that gradient 0, its limit.
-        loss = loss * q.clamp_min(torch.finfo(q.dtype).tiny).pow(gamma)
-    if alpha >= 0:
-        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
-    return R.reduce(loss, reduction)
-
-
-def _boxes(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, ...]:
-    """Validate two broadcastable ``(..., 4)`` box tensors ``(x1, y1, x2, y2)``; return their coordinates."""
-    for name, b in (("boxes1", boxes1), ("boxes2", boxes2)):
-        if b.dim() == 0 or b.size(-1) != 4:
-            raise ValueError(f"{name} must have shape (..., 4) as (x1, y1, x2, y2), got {list(b.shape)}")
-        if not b.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got {b.dtype}")
-        if bool(((b[..., 2] < b[..., 0]) | (b[..., 3] < b[..., 1])).any()):
-            raise ValueError(f"{name} has a box with x2 < x1 or y2 < y1")
-    b1, b2 = torch.broadcast_tensors(boxes1, boxes2)
-    return (*b1.unbind(-1), *b2.unbind(-1))
-
-
-def _iou_parts(boxes1: Tensor, boxes2: Tensor, eps: float) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
-    """``IoU = |A∩B| / (|A∪B| + ε)``, the union ``|A∪B|``, and the enclosing box's corners."""
-    x1, y1, x2, y2, u1, v1, u2, v2 = _boxes(boxes1, boxes2)
-    w = (torch.minimum(x2, u2) - torch.maximum(x1, u1)).clamp_min(0)
-    h = (torch.minimum(y2, v2) - torch.maximum(y1, v1)).clamp_min(0)
-    inter = w * h
-    union = (x2 - x1) * (y2 - y1) + (u2 - u1) * (v2 - v1) - inter
-    enclosing = (torch.minimum(x1, u1), torch.minimum(y1, v1), torch.maximum(x2, u2), torch.maximum(y2, v2))
-    return inter / (union + eps), union, (x1, y1, x2, y2, u1, v1, u2, v2, *enclosing)
-
-
-def generalized_box_iou_loss(boxes1: Tensor, boxes2: Tensor, reduction: str = "mean", eps: float = 1e-7) -> Tensor:
-    """GIoU loss (Rezatofighi et al. 2019): ``1 - IoU + (|C| - |A∪B|) / (|C| + ε)``, ``C`` the smallest box
-    enclosing both. In [0, 2): 0 for identical boxes, above 1 for disjoint ones."""
-    reduction = R.check(reduction)
-    iou, union, (*_, c1, d1, c2, d2) = _iou_parts(boxes1, boxes2, eps)
-    area_c = (c2 - c1) * (d2 - d1)
-    return R.reduce(1 - iou + (area_c - union) / (area_c + eps), reduction)
-
-
-def diou_loss(boxes1: Tensor, boxes2: Tensor, reduction: str = "mean", eps: float = 1e-7) -> Tensor:
-    """DIoU loss (Zheng et al. 2020): ``1 - IoU + ρ² / (c² + ε)``, ``ρ`` the distance between the box centres
-    and ``c`` the diagonal of the smallest enclosing box. In [0, 2)."""
-    reduction = R.check(reduction)
-    iou, _, (x1, y1, x2, y2, u1, v1, u2, v2, c1, d1, c2, d2) = _iou_parts(boxes1, boxes2, eps)
-    rho2 = ((x1 + x2 - u1 - u2) / 2) ** 2 + ((y1 + y2 - v1 - v2) / 2) ** 2
-    diag2 = (c2 - c1) ** 2 + (d2 - d1) ** 2
-    return R.reduce(1 - iou + rho2 / (diag2 + eps), reduction)
+__all__ = ["zero_one_loss"]
 
 
 class _ZeroGradient(torch.autograd.Function):

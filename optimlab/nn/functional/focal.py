@@ -1,0 +1,66 @@
+"""Focal losses (Lin et al. 2017): binary on logits (torchvision's ``sigmoid_focal_loss``) and multi-class on
+softmax logits (``softmax_focal_loss``, with cross entropy's ``weight``/``ignore_index``; γ = 0 is cross
+entropy)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import _reduction as R
+from ._autograd import class_index, pick
+from .linear_ce import _valid
+from .margin import logistic_loss
+from .probabilistic import _check_class_target, _class_dim, _target_weights
+
+__all__ = ["sigmoid_focal_loss", "softmax_focal_loss"]
+
+
+def _focus(q: Tensor, gamma: float) -> Tensor:
+    """``q^γ`` for ``q = 1 - p_t ≥ 0``; ``q = 0`` (a saturated correct prediction) would give ``0·∞`` in the
+    gradient for γ < 1: the floor at the smallest normal number leaves the value at ~0 and the gradient 0."""
+    return q.clamp_min(torch.finfo(q.dtype).tiny).pow(gamma)
+
+
+def sigmoid_focal_loss(inputs: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2,
+                       reduction: str = "none") -> Tensor:
+    """``ℓ = α_t (1 - p_t)^γ · BCE(x, y)`` on logits ``x``, ``p = σ(x)``, ``1 - p_t = y σ(-x) + (1 - y) σ(x)``
+    (computed so, without cancellation), ``α_t = α y + (1 - α)(1 - y)``; ``alpha < 0`` disables α_t. Targets in
+    [0, 1], same shape as ``inputs``. torchvision's signature and default ``reduction="none"``."""
+    reduction = R.check(reduction)
+    if gamma < 0:
+        raise ValueError(f"gamma must be non-negative, got {gamma}")
+    if alpha > 1:
+        raise ValueError(f"alpha must be at most 1 (or negative to disable it), got {alpha}")
+    if targets.shape != inputs.shape:
+        raise ValueError(f"Target size ({targets.size()}) must be the same as input size ({inputs.size()})")
+    y = targets.to(inputs.dtype)
+    loss = logistic_loss(inputs, y)
+    if gamma != 0:
+        loss = loss * _focus(y * torch.sigmoid(-inputs) + (1 - y) * torch.sigmoid(inputs), gamma)
+    if alpha >= 0:
+        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+    return R.reduce(loss, reduction)
+
+
+def softmax_focal_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, gamma: float = 2.0,
+                       ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """Multi-class focal loss on logits ``(N, C, d1, …)`` or ``(C,)`` with class indices:
+    ``ℓ_i = -w[y_i]·(1 - p_{i y_i})^γ·log p_{i y_i}`` (0 where ``y_i`` is ignored), ``1 - p = -expm1(log p)``;
+    ``mean`` divides by ``Σ_i w[y_i]`` over non-ignored targets, as cross entropy does, so γ = 0 is
+    ``cross_entropy(input, target, weight, ignore_index=…)``."""
+    reduction = R.check(reduction)
+    if gamma < 0:
+        raise ValueError(f"gamma must be non-negative, got {gamma}")
+    target = _check_class_target(input, target, weight)
+    cdim = _class_dim(input)
+    valid, safe = _valid(target, ignore_index, input.size(cdim))
+    lsm = torch.log_softmax(input, cdim)
+    logp = pick(lsm, class_index(lsm, safe, cdim), safe, cdim)
+    loss = -logp if gamma == 0 else -logp * _focus(-torch.expm1(logp), gamma)
+    w = _target_weights(valid, safe, weight, input.dtype)
+    if w is not None:
+        loss = loss * w
+    if valid is not None:
+        loss = torch.where(valid, loss, 0.0)
+    return R.reduce_weighted(loss, reduction, loss.numel() if w is None else w)

@@ -1,0 +1,304 @@
+"""Linear projection fused with cross entropy (torch 2.13's ``linear_cross_entropy``), computed in row chunks.
+
+``ℓ = cross_entropy(x @ Wᵀ + b, y)`` without the ``(N, C)`` logits: forward and backward each walk the batch in
+chunks of rows, forward keeping only the per-position losses, backward recomputing each chunk's logits from the
+saved inputs (so autograd holds ``x``, ``W``, ``b`` and the targets, nothing of size N·C). Three matmuls per chunk
+in backward (logits, ∂x, ∂W) and one in forward: one more than the materialised path, for O(chunk·C) memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import _reduction as R
+from .probabilistic import _valid_and_safe
+
+__all__ = ["linear_cross_entropy"]
+
+_POLICIES = ("auto", "accurate", "balanced", "compact")
+_MIN_CHUNK = 1 << 24  # logits per chunk at least (64 MiB in float32) without options: GEMMs of ≥ 512 rows at C = 32000
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearCrossEntropyOptions:
+    """Chunking options, with the fields and validation of ``torch.nn.LinearCrossEntropyOptions`` (an instance of
+    torch's class is accepted as well). ``batch_chunk_size``: rows per chunk; ``chunking_method``
+    ``"aspect_ratio[:k]"``: rows such that a chunk's logits are as large as the input ``(N, D)``, divided by ``k``
+    (``"auto"``: ``"aspect_ratio:2"``). ``acc_policy``/``acc_dtype`` are accepted for compatibility; we
+    accumulate in the input's dtype. ``allow_retain_graph`` is accepted; backward recomputes from the saved inputs,
+    so a second backward always works."""
+
+    allow_retain_graph: bool = False
+    batch_chunk_size: int | None = None
+    chunking_method: str | None = "auto"
+    acc_policy: str = "auto"
+    acc_dtype: torch.dtype | None = None
+
+    def __post_init__(self) -> None:
+        if self.acc_policy not in _POLICIES:
+            raise ValueError(f"invalid acc_policy: {self.acc_policy!r}")
+        if self.chunking_method is not None and self.chunking_method != "auto":
+            name, sep, factor = self.chunking_method.partition(":")
+            if not (name == "aspect_ratio" and (not sep or (factor.isdigit() and int(factor) > 0))):
+                raise ValueError(f"invalid chunking_method: {self.chunking_method!r}")
+        if not (self.batch_chunk_size is None or (isinstance(self.batch_chunk_size, int)
+                                                  and self.batch_chunk_size > 0)):
+            raise ValueError(f"batch_chunk_size must be positive int or None, got {self.batch_chunk_size!r}")
+        if self.acc_dtype is not None and self.acc_dtype not in (torch.float16, torch.bfloat16, torch.float32,
+                                                                 torch.float64):
+            raise ValueError(f"acc_dtype must be one of {{None, torch.float16, torch.bfloat16, torch.float32, "
+                             f"torch.float64}}, got {self.acc_dtype!r}")
+
+
+def _aspect_rows(n: int, d: int, classes: int, factor: int) -> int:
+    """``next_pow2(⌈n / ⌈classes / d⌉⌉) / factor`` rows (at most ``n``, at least 1): a chunk's logits about the
+    size of the ``(n, d)`` input, divided by ``factor`` (torch's ``aspect_ratio`` rule)."""
+    target = -(-n // max(1, -(-classes // max(d, 1))))
+    return max(1, min((1 << max(target - 1, 0).bit_length()) // factor, n))
+
+
+def _chunk_rows(options: Any, n: int, d: int, classes: int, chunkable: bool) -> int:
+    """Rows per chunk: torch's rule for an ``options`` object on a configuration torch chunks, else (``options``
+    None, or a configuration torch would not chunk) a chunk's logits as large as the input, or ``_MIN_CHUNK``
+    logits if that is more (small chunks are dominated by per-op overhead)."""
+    if options is None or not chunkable:  # and at least _MIN_CHUNK logits, so that per-op overhead stays small
+        return max(_aspect_rows(n, d, classes, 1), min(n, -(-_MIN_CHUNK // max(classes, 1))))
+    size, method = options.batch_chunk_size, options.chunking_method
+    if method == "auto":
+        method = None if size is not None else "aspect_ratio:2"
+    if method is None:
+        return max(1, min(size, n)) if size is not None else max(n, 1)
+    _, sep, factor = method.partition(":")
+    rows = _aspect_rows(n, d, classes, int(factor) if sep else 1)
+    if size is not None and size != rows:
+        raise ValueError(f"batch_chunk_size (={size}) and chunking_method ('{method}') give different chunk sizes "
+                         f"({size} vs {rows}); pass only one.")
+    return rows
+
+
+def _logits(x: Tensor, w: Tensor, b: Tensor | None, classes: int) -> Tensor:
+    """A chunk's logits ``x Wᵀ + b`` as ``(n, M, C)``, classes last (``M`` = positions per sample, 1 without
+    out_features: then a view of the contiguous ``(n, C)`` matmul result, so softmax runs on its last dim)."""
+    z = x @ w.t() if b is None else torch.addmm(b, x, w.t())
+    return z.view(x.size(0), classes, -1).transpose(1, 2)
+
+
+def _coefficients(z: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None,
+                  eps: float) -> tuple[Tensor, Tensor]:
+    """Class indices, ``ℓ = Σ_c a_c·(lse - z_c)`` with ``a = h·e_y + valid·ε/C·w``: ``A = Σ_c a_c`` and the
+    target-class share ``h = (1-ε)·w_y·valid``, both ``(n, M)``."""
+    wy = torch.ones_like(target, dtype=z.dtype) if weight is None else weight[target]
+    if valid is not None:
+        wy = wy * valid
+    hard = wy * (1 - eps)
+    if eps == 0.0:
+        return hard, hard
+    total = hard + eps * (1.0 if weight is None else weight.sum() / z.size(-1))
+    return (total if valid is None else total * valid), hard
+
+
+def _chunk_loss(z: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
+                probs: bool) -> Tensor:
+    """Per-position loss of one chunk: ``Σ_c a_c·(lse - z_c) = A·lse - Σ_c a_c z_c``."""
+    lse = torch.logsumexp(z, -1)
+    if probs:  # a_c = w_c·((1-ε)·t_c + ε/C)
+        t = target if eps == 0.0 else target * (1 - eps) + eps / z.size(-1)
+        a = t if weight is None else t * weight
+        return (a * (lse.unsqueeze(-1) - z)).sum(-1)
+    _, hard = _coefficients(z, target, valid, weight, eps)
+    loss = hard * (lse - z.gather(-1, target.unsqueeze(-1)).squeeze(-1))
+    if eps > 0.0:  # ε/C·Σ_c w_c·(lse - z_c), 0 where ignored; summed as differences (W·lse - Σ w z cancels)
+        gap = lse.unsqueeze(-1) - z
+        smooth = (eps / z.size(-1)) * (gap.sum(-1) if weight is None else gap @ weight)
+        loss = loss + (smooth if valid is None else smooth * valid)
+    return loss
+
+
+def _chunk_grad(z: Tensor, g: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
+                probs: bool, inplace: bool) -> Tensor:
+    """``∂(Σ g·ℓ)/∂z = g·(A·softmax(z) - a)`` for one chunk (``inplace``: on softmax's buffer, when no graph is
+    recorded)."""
+    if valid is not None:  # an ignored target gets 0, even where the incoming gradient is inf/NaN (all ignored)
+        g = torch.where(valid, g, 0.0)
+    dz = torch.softmax(z, -1)
+    if probs:
+        t = target if eps == 0.0 else target * (1 - eps) + eps / z.size(-1)
+        a = (t if weight is None else t * weight) * g.unsqueeze(-1)
+        total = a.sum(-1, keepdim=True)
+        return dz.mul_(total).sub_(a) if inplace else dz * total - a
+    total, hard = _coefficients(z, target, valid, weight, eps)
+    scale = (g * total).unsqueeze(-1)
+    dz = dz.mul_(scale) if inplace else dz * scale
+    if eps > 0.0:
+        uniform = (eps / z.size(-1)) * g.unsqueeze(-1)
+        if valid is not None:
+            uniform = uniform * valid.unsqueeze(-1)
+        if weight is not None:
+            uniform = uniform * weight
+        dz = dz.sub_(uniform) if inplace else dz - uniform
+    src = -(g * hard).unsqueeze(-1)
+    index = target.unsqueeze(-1)
+    return dz.scatter_add_(-1, index, src) if inplace else dz.scatter_add(-1, index, src)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Per-position losses ``(N, M)`` of ``cross_entropy(x Wᵀ + b, y)``, chunked over rows in forward and
+    backward (backward recomputes each chunk's logits; its ops are differentiable, so double backward works)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor | None, target: Tensor, valid: Tensor | None,
+                weight: Tensor | None, classes: int, eps: float, probs: bool, rows: int) -> Tensor:
+        ctx.save_for_backward(x, w, b, target, valid, weight)
+        ctx.classes, ctx.eps, ctx.probs, ctx.rows = classes, eps, probs, rows
+        parts = []
+        for s in range(0, x.size(0), rows):
+            e = min(s + rows, x.size(0))
+            z = _logits(x[s:e], w, b, classes)
+            parts.append(_chunk_loss(z, target[s:e], None if valid is None else valid[s:e], weight, eps, probs))
+        if not parts:
+            return x.new_zeros((0, w.size(0) // classes))
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, w, b, target, valid, weight = ctx.saved_tensors
+        classes, eps, probs, rows = ctx.classes, ctx.eps, ctx.probs, ctx.rows
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        graph = torch.is_grad_enabled()  # create_graph: accumulate out of place so autograd records it
+        gx_parts: list[Tensor] = []
+        gw = gb = None
+        for s in range(0, x.size(0), rows):
+            e = min(s + rows, x.size(0))
+            xc = x[s:e]
+            z = _logits(xc, w, b, classes)
+            dz = _chunk_grad(z, grad[s:e], target[s:e], None if valid is None else valid[s:e], weight, eps, probs,
+                             not graph)
+            dz = dz.transpose(1, 2).reshape(e - s, -1)  # back to the (n, C·M) layout of x Wᵀ (a view when M = 1)
+            if need_x:
+                gx_parts.append(dz @ w)
+            if need_w:
+                gw = dz.t() @ xc if gw is None else (gw.addmm(dz.t(), xc) if graph else gw.addmm_(dz.t(), xc))
+            if need_b:
+                gb = dz.sum(0) if gb is None else (gb + dz.sum(0) if graph else gb.add_(dz.sum(0)))
+        gx = None
+        if need_x:
+            gx = torch.zeros_like(x) if not gx_parts else torch.cat(gx_parts) if len(gx_parts) > 1 else gx_parts[0]
+        if need_w and gw is None:
+            gw = torch.zeros_like(w)
+        if need_b and gb is None:
+            gb = torch.zeros_like(b)
+        return gx, gw, gb, None, None, None, None, None, None, None
+
+
+def _check_class_target(target: Tensor, batch: tuple[int, ...], out_features: tuple[int, ...]) -> None:
+    """torch's cross_entropy checks of class-index targets against logits ``(*batch, C, *out_features)``."""
+    if batch and (target.dim() == 0 or target.size(0) != batch[0]):
+        got = target.size(0) if target.dim() else "a 0-d target"
+        raise ValueError(f"Expected input batch_size ({batch[0]}) to match target batch_size ({got}).")
+    if target.dtype not in (torch.int64, torch.uint8):
+        raise RuntimeError(f"expected scalar type Long but found {target.dtype}")
+    if not out_features:
+        if target.dim() > 1:
+            raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
+        if not batch and target.numel() != 1:
+            raise RuntimeError(f"size mismatch (got target: {list(target.shape)})")
+    elif list(target.shape) != [*batch, *out_features]:
+        raise RuntimeError(f"Expected target size {[*batch, *out_features]}, got {list(target.shape)}")
+
+
+def _check_weight(weight: Tensor | None, classes: int, dtype: torch.dtype | None) -> None:
+    """torch's class-weight checks: ``(C,)``, and (``dtype`` given: class indices) the input's dtype."""
+    if weight is None:
+        return
+    if weight.dim() != 1 or weight.numel() != classes:
+        raise RuntimeError(f"weight tensor should be defined either for all {classes} classes or no classes but got "
+                           f"weight tensor of shape: {list(weight.shape)}")
+    if dtype is not None and weight.dtype != dtype:
+        raise RuntimeError(f"expected scalar type {dtype} but found {weight.dtype}")
+
+
+def _valid(target: Tensor, ignore_index: int, classes: int) -> tuple[Tensor | None, Tensor]:
+    """``(valid, safe)`` class indices; eager mode raises torch's IndexError for one out of range (a host-side
+    check: skipped under torch.compile, see docs/losses.md)."""
+    if not torch.compiler.is_compiling():
+        return _valid_and_safe(target, ignore_index, classes)
+    valid = target != ignore_index
+    return valid, target.masked_fill(~valid, 0).long()
+
+
+def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *, linear_bias: Tensor | None = None,
+                         weight: Tensor | None = None, reduction: str = "mean", ignore_index: int | None = None,
+                         label_smoothing: float = 0.0, options: Any = None) -> Tensor:
+    """``cross_entropy(input @ linear_weightᵀ + linear_bias, target, weight, …)`` in row chunks (see the module
+    docstring): class indices ``ℓ = (1-ε)·w_y·(lse - z_y) + ε/C·Σ_c w_c·(lse - z_c)``, ``mean`` dividing by
+    ``Σ w_y`` over non-ignored targets; probabilities ``ℓ = Σ_c w_c·((1-ε)t_c + ε/C)·(lse - z_c)``, ``mean``
+    dividing by the number of positions. ``linear_weight`` ``(C, D)`` or ``(C, d1, …, dK, D)`` (K-dimensional loss,
+    logits ``(N, C, d1, …, dK)``). ``options`` (ours or torch's ``LinearCrossEntropyOptions``) sets the chunk
+    size; without it a chunk's logits are about the size of ``input``."""
+    if input.dim() < 1 or input.dim() > 2:
+        raise RuntimeError(f"expected input with dimensionality 1 or 2, got {input.dim()}")
+    if linear_weight.dim() < 2:
+        raise RuntimeError(f"expected linear_weight with dimensionality at least 2, got {linear_weight.dim()}")
+    batch, d = tuple(input.shape[:-1]), input.size(-1)
+    if d != linear_weight.size(-1):
+        raise RuntimeError("expected equal input and linear_weight last dimensions (in_features), "
+                           f"got {d} and {linear_weight.size(-1)}, respectively")
+    classes, out_features = linear_weight.size(0), tuple(linear_weight.shape[1:-1])
+    if linear_bias is not None and tuple(linear_bias.shape) != (classes, *out_features):
+        raise RuntimeError(f"expected linear_bias shape {(classes, *out_features)}, got {tuple(linear_bias.shape)}")
+    if out_features and not batch:
+        raise RuntimeError(f"K-dimensional loss defined by linear_weight shape {tuple(linear_weight.shape)} requires"
+                           f" batched input, (N, {d}), got unbatched input with shape {tuple(input.shape)}")
+    probs = tuple(target.shape) == (*batch, classes, *out_features)
+    if probs and ignore_index is not None:
+        raise RuntimeError("ignore_index cannot be specified when target contains probabilities")
+    ignore_index = -100 if ignore_index is None else ignore_index
+    chunkable = reduction in R.REDUCTIONS and label_smoothing == 0.0 and target.dtype == torch.int64 \
+        and not out_features
+    if options is not None and not chunkable and not torch.compiler.is_compiling():
+        # torch warns that it will not chunk here (we chunk regardless); a warning cannot be traced
+        warnings.warn("linear_cross_entropy: ``options`` ignored by torch here (its chunked path needs reduction in "
+                      "{'mean','sum','none'}, label_smoothing == 0, target.dtype == int64, out_features == ()); "
+                      f"optimlab chunks anyway. Got reduction={reduction!r}, label_smoothing={label_smoothing}, "
+                      f"target.dtype={target.dtype}, out_features={out_features}.", UserWarning, stacklevel=2)
+    reduction = R.check(reduction)
+    _check_weight(weight, classes, None if probs else input.dtype)
+    eps = label_smoothing if label_smoothing > 0.0 else 0.0
+    if eps > 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    m = math.prod(out_features)
+    x = input.reshape(-1, d)
+    w = linear_weight.reshape(classes * m, d)
+    b = None if linear_bias is None else linear_bias.reshape(-1)
+    rows = _chunk_rows(options, x.size(0), d, classes * m, chunkable)
+    if probs:
+        if not target.is_floating_point():
+            raise RuntimeError(f"Expected floating point type for target with class probabilities, got "
+                               f"{str(target.dtype).replace('torch.', '').capitalize()}")
+        t = target.to(input.dtype).reshape(x.size(0), classes, m).transpose(1, 2)  # (N, M, C), classes last
+        wt = None if weight is None else weight.to(input.dtype)  # torch would promote; we keep input's dtype
+        loss = _LinearCrossEntropy.apply(x, w, b, t, None, wt, classes, eps, True, rows)
+        denom: Tensor | int = loss.numel()
+    else:
+        _check_class_target(target, batch, out_features)
+        valid, safe = _valid(target, ignore_index, classes)
+        safe = safe.reshape(x.size(0), m)
+        valid = None if valid is None else valid.reshape(x.size(0), m)
+        if weight is not None and torch.is_grad_enabled() and weight.requires_grad:
+            raise RuntimeError("The function 'nll_loss_forward' is not differentiable with respect to argument "
+                               "'weight'. This input cannot have requires_grad True.")
+        loss = _LinearCrossEntropy.apply(x, w, b, safe, valid, weight, classes, eps, False, rows)
+        if weight is not None:
+            wy = weight[safe]
+            denom = wy if valid is None else wy * valid
+        else:
+            denom = loss.numel() if valid is None else valid.to(loss.dtype)
+    shape = (*batch, *out_features)
+    if reduction == "none":
+        return loss.reshape(shape)
+    return R.reduce_weighted(loss, reduction, denom)
