@@ -5,25 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _util import checkpoint_roundtrip
+from _util import OPTIM_CONFIGS, checkpoint_roundtrip
 
 import optimlab.optim as oo
 from optimlab.parity.optim import batch, compare_optimizers, loss_of, make_model
 
-# One flag-rich configuration per optimizer (every state tensor it can have is present).
-CONFIGS = {
-    "SGD": {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
-    "Adam": {"lr": 0.01, "amsgrad": True, "weight_decay": 0.05, "maximize": True},
-    "AdamW": {"lr": 0.01, "amsgrad": True},
-    "Adamax": {"lr": 0.01, "weight_decay": 0.05},
-    "NAdam": {"lr": 0.01, "decoupled_weight_decay": True, "weight_decay": 0.05},
-    "RAdam": {"lr": 0.01, "weight_decay": 0.05},
-    "Adagrad": {"lr": 0.05, "lr_decay": 0.01, "initial_accumulator_value": 0.1},
-    "Adadelta": {"lr": 0.5, "weight_decay": 0.05},
-    "RMSprop": {"lr": 0.01, "centered": True, "momentum": 0.5},
-    "Rprop": {"lr": 0.01, "etas": (0.4, 1.3)},
-    "ASGD": {"lr": 0.05, "t0": 3.0},
-}
+CONFIGS = OPTIM_CONFIGS
 
 
 def _steps(opt, model, start: int, n: int) -> None:
