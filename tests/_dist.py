@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 WORLD = 2
+COLLECTIVE_S = 60  # seconds a collective waits for the other ranks
 
 
 def _child(fn: Callable[..., Any], rank: int, world: int, port: int, args: tuple, out: Any) -> None:
@@ -26,7 +27,8 @@ def _child(fn: Callable[..., Any], rank: int, world: int, port: int, args: tuple
     torch.set_num_threads(1)
     try:
         store = dist.TCPStore("127.0.0.1", port, world, is_master=False, timeout=_timedelta(120))
-        dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
+        # a collective that one rank never joins (it failed) times out instead of hanging
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=_timedelta(COLLECTIVE_S))
         try:
             out.put((rank, "ok", fn(rank, world, *args)))
         finally:
