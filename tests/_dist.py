@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -59,12 +61,16 @@ def run(fn: Callable[..., Any], *args: Any, world: int = WORLD, timeout: float =
     results: dict[int, Any] = {}
     errors: list[str] = []
     try:
-        for _ in range(world):
+        deadline = time.monotonic() + timeout
+        while len(results) + len(errors) < world:
             try:
-                rank, status, value = out.get(timeout=timeout)
-            except Exception as e:  # queue.Empty: a child hung or died without reporting
-                dead = [(p.pid, p.exitcode) for p in procs]
-                raise AssertionError(f"a rank did not report within {timeout}s (pid, exitcode): {dead}") from e
+                rank, status, value = out.get(timeout=1.0)
+            except queue.Empty:
+                crashed = [(r, p.exitcode) for r, p in enumerate(procs) if p.exitcode not in (None, 0)]
+                if crashed or time.monotonic() > deadline:  # died without reporting (a crash), or hung
+                    raise AssertionError(f"ranks did not report (rank, exit code; negative: signal): "
+                                         f"{[(r, p.exitcode) for r, p in enumerate(procs)]}") from None
+                continue
             if status == "ok":
                 results[rank] = value
             else:
