@@ -27,8 +27,18 @@ AMP_DTYPE = {"cpu": torch.bfloat16, "cuda": torch.float16}
 LOSS_CASES = [(comp, case) for comp in components("losses") for case in comp.cases]
 
 
-def _under_autocast(cls, case, args, device):
-    """Module form under autocast; returns (output, gradient of the first input or None)."""
+def _build(cls, case, device, like=None):
+    """The loss module (seeded: a parameterised one, such as AdaptiveLogSoftmaxWithLoss, holds weights;
+    ours then loads torch's, ``like``)."""
+    torch.manual_seed(0)
+    module = cls(**fresh(case.kwargs)).to(device)
+    if like is not None and len(like.state_dict()):
+        module.load_state_dict(like.state_dict())
+    return module
+
+
+def _under_autocast(module, case, args, device):
+    """``module(*args)`` under autocast; returns (loss tensor, gradient of the first input or None)."""
     args = tuple(a.detach().clone().to(device) if isinstance(a, torch.Tensor) else a for a in args)
     first = args[0]
     grad_ok = isinstance(first, torch.Tensor) and first.is_floating_point() and 0 in case.get("grad_args", (0,))
@@ -37,7 +47,8 @@ def _under_autocast(cls, case, args, device):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.autocast(device, dtype=AMP_DTYPE[device]):
-            out = cls(**fresh(case.kwargs))(*args)
+            out = module(*args)
+        out = getattr(out, "loss", out)  # AdaptiveLogSoftmaxWithLoss returns (output, loss)
         grad = None
         if grad_ok and out.requires_grad:
             (grad,) = torch.autograd.grad(out.float().sum(), first, allow_unused=True)
@@ -55,14 +66,21 @@ def test_losses_under_autocast(device, input_dtype):
     for comp, case in LOSS_CASES:
         args = make_inputs(case, dtype, "cpu")
         got = {}
-        for side, cls in (("ours", comp.ours()), ("torch", comp.reference())):
-            err, _ = raised(lambda cls=cls: _under_autocast(cls, case, args, device))
-            got[side] = err if err is not None else _under_autocast(cls, case, args, device)
+        ref_module = None
+        for side, cls in (("torch", comp.reference()), ("ours", comp.ours())):
+            err, _ = raised(lambda cls=cls: _build(cls, case, device, ref_module))
+            if err is None:
+                module = _build(cls, case, device, ref_module)
+                ref_module = ref_module or module
+                err, _ = raised(lambda m=module: _under_autocast(m, case, args, device))
+            got[side] = err if err is not None else _under_autocast(module, case, args, device)
         label = f"{comp.name}[{case.name}]"
         o, r = got["ours"], got["torch"]
         if isinstance(o, type) or isinstance(r, type):
             if o is not r:
-                failures.append(f"{label}: raises {o} vs torch's {r}")
+                name = {True: "raises {}", False: "returns"}
+                failures.append(f"{label}: optimlab {name[isinstance(o, type)].format(o)}, torch "
+                                f"{name[isinstance(r, type)].format(r)}")
             continue
         (out_o, g_o), (out_r, g_r) = o, r
         d = compare.tensors(out_o, out_r, f"{label} output")
