@@ -9,9 +9,11 @@ fi
 stamp=.venv/.optimlab-installed
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-  echo "setting up .venv (torch==2.13.0 and optimlab[test]); log in .venv/setup.log"
+  echo "setting up .venv (torch==2.13.0 and optimlab[test,stacks]); log in .venv/setup.log"
+  # torch is named again in the second install so that no extra can move it off the pin
   if ! { .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0" &&
-         .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"; } > .venv/setup.log 2>&1; then
+         .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,stacks]" "torch==2.13.0"; } \
+       > .venv/setup.log 2>&1; then
     grep -v "^WARNING: Location" .venv/setup.log >&2
     echo "setup failed (full log: .venv/setup.log)" >&2
     exit 1

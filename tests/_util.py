@@ -28,3 +28,20 @@ def checkpoint_roundtrip(obj: Any) -> Any:
     torch.save(obj, buf)
     buf.seek(0)
     return torch.load(buf, weights_only=True)
+
+
+# One flag-rich configuration per optimizer (every state tensor it can have is present).
+OPTIM_CONFIGS: dict[str, dict[str, Any]] = {
+    "SGD": {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+    "Adam": {"lr": 0.01, "amsgrad": True, "weight_decay": 0.05, "maximize": True},
+    "AdamW": {"lr": 0.01, "amsgrad": True},
+    "Adamax": {"lr": 0.01, "weight_decay": 0.05},
+    "NAdam": {"lr": 0.01, "decoupled_weight_decay": True, "weight_decay": 0.05},
+    "RAdam": {"lr": 0.01, "weight_decay": 0.05},
+    "Adagrad": {"lr": 0.05, "lr_decay": 0.01, "initial_accumulator_value": 0.1},
+    "Adadelta": {"lr": 0.5, "weight_decay": 0.05},
+    "RMSprop": {"lr": 0.01, "centered": True, "momentum": 0.5},
+    "Rprop": {"lr": 0.01, "etas": (0.4, 1.3)},
+    "ASGD": {"lr": 0.05, "t0": 3.0},
+}
+

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+_PLAIN = (Tensor, torch.nn.Parameter)  # types _foreach_copy_ handles (torch's own foreach type check)
+
 
 def _unwrap(x: Any) -> Any:
     return x.tensors if isinstance(x, Many) else x
@@ -46,7 +48,13 @@ class Many:
         return Many([t.clone() for t in self.tensors])
 
     def copy_(self, src: Many) -> Many:
-        torch._foreach_copy_(self.tensors, src.tensors)
+        """One ``_foreach_copy_``; per tensor for tensor subclasses such as FSDP2's DTensor parameters,
+        which have no sharding rule for ``_foreach_copy_``."""
+        if all(type(t) in _PLAIN for t in self.tensors) and all(type(t) in _PLAIN for t in src.tensors):
+            torch._foreach_copy_(self.tensors, src.tensors)
+        else:
+            for dst, s in zip(self.tensors, src.tensors, strict=True):
+                dst.copy_(s)
         return self
 
     def zero_(self) -> Many:

@@ -15,3 +15,7 @@ from .regression import *  # noqa: F401,F403
 
 __all__ = [*adaptive.__all__, *ctc.__all__, *detection.__all__, *extras.__all__, *focal.__all__, *linear_ce.__all__,
            *margin.__all__, *probabilistic.__all__, *regression.__all__]
+
+from ._autocast import wrap_all as _wrap_all  # noqa: E402
+
+_wrap_all(globals())  # the losses autocast runs in float32, as torch's (see _autocast)
