@@ -92,3 +92,33 @@ def same_size_or_warn(input: Tensor, target: Tensor) -> None:
 def broadcast(input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     """Broadcast input and target (raising torch's RuntimeError when they cannot)."""
     return torch.broadcast_tensors(input, target)
+
+
+def _category(dtype: torch.dtype) -> int:
+    """torch's type-promotion categories: bool < integer < floating < complex."""
+    if dtype == torch.bool:
+        return 0
+    if dtype.is_complex:
+        return 3
+    return 2 if dtype.is_floating_point else 1
+
+
+def result_type(a: Tensor, b: Tensor) -> torch.dtype:
+    """``torch.result_type(a, b)`` for two tensors, written so that Dynamo traces it (it cannot trace
+    ``torch.result_type``): same dimensionality → ``promote_types``; a 0-d tensor against a dimensioned one counts
+    only when its category is higher."""
+    if not torch.compiler.is_compiling():
+        return torch.result_type(a, b)
+    if (a.dim() == 0) == (b.dim() == 0):
+        return torch.promote_types(a.dtype, b.dtype)
+    dimmed, zero = (a, b) if b.dim() == 0 else (b, a)
+    if _category(zero.dtype) > _category(dimmed.dtype):
+        return torch.promote_types(dimmed.dtype, zero.dtype)
+    return dimmed.dtype
+
+
+def can_cast(source: torch.dtype, target: torch.dtype) -> bool:
+    """``torch.can_cast`` (same-kind casting: never to a lower category), traceable by Dynamo."""
+    if not torch.compiler.is_compiling():
+        return torch.can_cast(source, target)
+    return _category(source) <= _category(target)

@@ -87,7 +87,12 @@ def _valid_and_safe(target: Tensor, ignore_index: int, n_classes: int) -> tuple[
     """``valid = target != ignore_index`` (None when no target is ignored) and the target with ignored entries
     set to class 0 (as int64).
 
-    Raises IndexError for any non-ignored target outside ``[0, C)``, before anything reads out of bounds."""
+    Raises IndexError for any non-ignored target outside ``[0, C)``, before anything reads out of bounds. While
+    compiling, the mask is always made and the range is not checked on the host (a data-dependent branch): the
+    gather that reads the target is bounds-checked by Inductor, as torch's own compiled loss is."""
+    if torch.compiler.is_compiling():
+        valid = target != ignore_index
+        return valid, target.masked_fill(~valid, 0).long()
     if target.numel():
         lo, hi = (int(v) for v in torch.aminmax(target))  # one pass: the common case needs no masks
         if 0 <= lo and hi < n_classes and not lo <= ignore_index <= hi:
