@@ -11,6 +11,14 @@ from torch import Tensor
 REDUCTIONS = ("none", "mean", "sum")
 
 
+def warn(message: str, stacklevel: int = 2) -> None:
+    """``warnings.warn(message, UserWarning)`` in eager mode; nothing while Dynamo traces (it cannot trace
+    ``warnings.warn``: a graph break, or an error under ``fullgraph=True``; torch's compiled losses warn once
+    at trace time at most)."""
+    if not torch.compiler.is_compiling():
+        warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
+
+
 def legacy_reduction(size_average: bool | None, reduce: bool | None, emit_warning: bool = True) -> str:
     """Map the deprecated ``size_average``/``reduce`` pair to a reduction string (warning like torch):
     ``reduce=False`` → ``'none'``; else ``size_average=False`` → ``'sum'``; else ``'mean'``."""
@@ -18,11 +26,7 @@ def legacy_reduction(size_average: bool | None, reduce: bool | None, emit_warnin
     reduce = True if reduce is None else reduce
     ret = "mean" if (size_average and reduce) else ("sum" if reduce else "none")
     if emit_warning:
-        warnings.warn(
-            f"size_average and reduce args will be deprecated, please use reduction='{ret}' instead.",
-            UserWarning,
-            stacklevel=3,
-        )
+        warn(f"size_average and reduce args will be deprecated, please use reduction='{ret}' instead.", stacklevel=3)
     return ret
 
 
@@ -39,8 +43,7 @@ def check(reduction: str, strict: bool = False) -> str:
     where torch's Python code checks the string itself (``strict``: weighted l1/mse/huber, multilabel soft
     margin), which rejects it."""
     if reduction == "elementwise_mean" and not strict:
-        warnings.warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.",
-                      UserWarning, stacklevel=3)
+        warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.", stacklevel=3)
         return "mean"
     if reduction not in REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
@@ -80,11 +83,10 @@ def grad_scale(reduction: str, numel: int) -> float:
 def same_size_or_warn(input: Tensor, target: Tensor) -> None:
     """torch's warning for an elementwise loss whose target broadcasts against the input."""
     if target.size() != input.size():
-        warnings.warn(
+        warn(
             f"Using a target size ({target.size()}) that is different to the input size ({input.size()}). "
             "This will likely lead to incorrect results due to broadcasting. "
             "Please ensure they have the same size.",
-            UserWarning,
             stacklevel=3,
         )
 

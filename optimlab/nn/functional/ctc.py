@@ -75,13 +75,18 @@ def _padded_targets(targets: Tensor, tl: Tensor, n: int, blank: int, n_classes: 
     return torch.where(inside, out, blank)
 
 
+@torch.compiler.disable  # one graph break, as torch's own (dynamic-shape ops); tracing it only adds more
 def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequence[int],
              target_lengths: Tensor | Sequence[int], blank: int = 0, reduction: str = "mean",
              zero_infinity: bool = False) -> Tensor:
     """CTC negative log likelihood of ``targets`` under per-frame ``log_probs`` ``(T, N, C)`` (or ``(T, C)``).
 
     ``mean`` divides each sample's loss by its target length (at least 1), then averages over the batch;
-    impossible alignments give ``inf``, or 0 (and a zero gradient) with ``zero_infinity``."""
+    impossible alignments give ``inf``, or 0 (and a zero gradient) with ``zero_infinity``.
+
+    Under ``torch.compile`` it runs eagerly behind one graph break, as torch's ``ctc_loss`` does (its
+    length-dependent shapes cannot be one graph in torch either); traced, its host-side length checks and
+    the per-frame loop would break the graph many times and take a minute to compile on a small CPU."""
     reduction = R.check(reduction)
     il = _lengths(input_lengths, "input_lengths")
     tl = _lengths(target_lengths, "target_lengths")
