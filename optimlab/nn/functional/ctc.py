@@ -75,7 +75,6 @@ def _padded_targets(targets: Tensor, tl: Tensor, n: int, blank: int, n_classes: 
     return torch.where(inside, out, blank)
 
 
-@torch.compiler.disable  # one graph break, as torch's own (dynamic-shape ops); tracing it only adds more
 def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequence[int],
              target_lengths: Tensor | Sequence[int], blank: int = 0, reduction: str = "mean",
              zero_infinity: bool = False) -> Tensor:
@@ -87,6 +86,13 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequenc
     Under ``torch.compile`` it runs eagerly behind one graph break, as torch's ``ctc_loss`` does (its
     length-dependent shapes cannot be one graph in torch either); traced, its host-side length checks and
     the per-frame loop would break the graph many times and take a minute to compile on a small CPU."""
+    if torch.compiler.is_compiling():
+        return _ctc_loss_untraced(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+    return _ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+
+
+def _ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequence[int],
+              target_lengths: Tensor | Sequence[int], blank: int, reduction: str, zero_infinity: bool) -> Tensor:
     reduction = R.check(reduction)
     il = _lengths(input_lengths, "input_lengths")
     tl = _lengths(target_lengths, "target_lengths")
@@ -116,6 +122,9 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequenc
     if reduction == "mean":  # per-sample loss over its target length (at least 1), then the batch mean
         return R.reduce(nll / tl.to(device=lp.device, dtype=lp.dtype).clamp_min(1), "mean")
     return R.reduce(nll if batched else nll.squeeze(0), reduction)
+
+
+_ctc_loss_untraced = torch.compiler.disable(_ctc_loss)  # Dynamo's graph break; eager calls skip the wrapper
 
 
 def _extended(padded: Tensor, blank: int) -> Tensor:

@@ -181,24 +181,28 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
     return R.reduce(loss if input.dim() == 2 else loss.reshape(target.shape), reduction)
 
 
-def _margins(x: Tensor, t: Tensor, margin: float) -> Tensor:
-    """``z_nj = (margin - x_{n,y_n}) + x_nj`` (the kernel's op order, so ties at 0 fall alike), 0 in the target's
-    own column; a NaN anywhere in a term leaves ``z`` NaN, which ``z > 0`` then skips, as the kernel does."""
-    return torch.add(x, margin - x.gather(1, t)).scatter_(1, t, 0.0)
+def _hinge(x: Tensor, t: Tensor, margin: float) -> Tensor:
+    """``h_nj = max(0, z_nj)`` with ``z_nj = (margin - x_{n,y_n}) + x_nj`` (the kernel's op order, so ties at 0 fall
+    alike), 0 in the target's own column and where ``z`` is NaN (the kernel counts only ``z > 0``). ``relu`` keeps
+    a NaN, so NaN is cleared afterwards, in eager mode only when the cheap total shows one (a boolean ``where``
+    over ``(N, C)`` costs several relu passes on CPU)."""
+    h = torch.add(x, margin - x.gather(1, t)).scatter_(1, t, 0.0).relu_()
+    if torch.compiler.is_compiling() or bool(h.sum().isnan()):
+        h = h.masked_fill(h.isnan(), 0.0)
+    return h
 
 
 class _MultiMargin(torch.autograd.Function):
-    """Per-sample ``ℓ_n = (1/C) Σ_{j≠y} w_y·[z_nj > 0]·z_nj^p`` (:func:`_margins`); backward recomputes ``z`` from
-    the inputs: ``∂ℓ_n/∂x_nj = w_y·[z > 0]·(1 or 2z)/C`` for ``j ≠ y`` and minus their sum at ``j = y``. Nothing
-    but the inputs is kept for backward, as torch's kernel (autograd through the hinge would keep ``(N, C)``
+    """Per-sample ``ℓ_n = (1/C) Σ_{j≠y} w_y·h_nj^p`` (:func:`_hinge`); backward recomputes ``h`` from the inputs:
+    ``∂ℓ_n/∂x_nj = w_y·[h > 0]·(1 or 2h)/C`` for ``j ≠ y`` and minus their sum at ``j = y``. Nothing but the
+    inputs is kept for backward, as torch's kernel (autograd through the hinge would keep ``(N, C)``
     intermediates)."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, t: Tensor, weight: Tensor | None, p: int, margin: float) -> Tensor:
         ctx.save_for_backward(x, t, weight)
         ctx.p, ctx.margin = p, margin
-        z = _margins(x, t, margin)
-        h = torch.where(z > 0, z, 0.0)
+        h = _hinge(x, t, margin)
         loss = (h.mul_(h) if p == 2 else h).sum(1)
         if weight is not None:  # w_y is constant along the row: weight the sum, not each term (one pass less)
             loss = loss * weight[t.view(-1)]
@@ -207,12 +211,14 @@ class _MultiMargin(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
         x, t, weight = ctx.saved_tensors
-        z = _margins(x, t, ctx.margin)
-        scale = grad / x.size(1)
+        h = _hinge(x, t, ctx.margin)
+        scale = (grad / x.size(1)).unsqueeze(1)
         if weight is not None:
-            scale = scale * weight[t.view(-1)]
-        on = z > 0
-        g = (torch.where(on, z.mul_(2), 0.0) if ctx.p == 2 else on.to(x.dtype)).mul_(scale.unsqueeze(1))
+            scale = scale * weight[t.view(-1)].unsqueeze(1)
+        if ctx.p == 2:  # out of place under create_graph: relu_'s derivative needs h
+            g = h * (scale * 2) if torch.is_grad_enabled() else h.mul_(scale * 2)
+        else:  # [h > 0]·scale in one fused pass (relu's derivative kernel)
+            g = torch.ops.aten.threshold_backward(scale.expand_as(h), h, 0)
         return g.scatter_(1, t, -g.sum(1, keepdim=True)), None, None, None, None
 
 
@@ -256,9 +262,13 @@ class _MultiLabelMargin(torch.autograd.Function):
         # terms that must not count get -inf (a target as the "other" class, padding after -1): z > 0 is false
         x_i = x.masked_fill(hits > 0, -math.inf)
         x_j = x.gather(1, t).masked_fill(~valid, math.inf)  # (N, K)
-        z = (1 - x_j).unsqueeze(2) + x_i.unsqueeze(1)  # (N, K, C)
-        on = z > 0
-        loss = torch.where(on, z, 0.0).sum((1, 2)) / c
+        h = ((1 - x_j).unsqueeze(2) + x_i.unsqueeze(1)).relu_()  # (N, K, C)
+        loss = h.sum((1, 2))
+        if torch.compiler.is_compiling() or bool(loss.isnan().any()):  # a NaN term is skipped, as in the kernel
+            h.masked_fill_(h.isnan(), 0.0)
+            loss = h.sum((1, 2))
+        on = h > 0
+        loss = loss / c
         counts = on.sum(1, dtype=x.dtype).scatter_add_(1, t, on.sum(2, dtype=x.dtype).neg_())
         ctx.save_for_backward(counts)
         return loss
