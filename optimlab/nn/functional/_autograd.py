@@ -32,7 +32,8 @@ class CrossEntropyIndex(torch.autograd.Function):
 
     As ``ℓ_i = Σ_c a_ic·(-logp_ic)``, backward is ``∂ℓ_i/∂x_ic = softmax(x)_ic·Σ_c a_ic - a_ic``, with the softmax
     recomputed from the caller's logits: autograd keeps only per-sample vectors, where ``log_softmax`` + gather
-    would keep a full ``(N, C)`` copy. The softmax is ``softmax(x)`` itself (``exp(x - max) / Σ exp(x - max)``,
+    would keep a full ``(N, C)`` copy; the target's entry is ``(p_y - 1)·Σa + (Σa - a_y)``, exact in its first
+    difference. The softmax is ``softmax(x)`` itself (``exp(x - max) / Σ exp(x - max)``,
     rounded at the magnitude of each probability), not ``exp(x - lse)``, whose error grows with ``|lse|``
     (7-30x torch's float32 error on torch's module_db samples); ATen's softmax reads ``x`` once per row, as fast
     as the two elementwise passes of ``exp(x - lse)``. The backward is written with differentiable ops, so double
@@ -69,21 +70,28 @@ class CrossEntropyIndex(torch.autograd.Function):
             hard = (1 - eps) * hard
             total = hard + g * (eps / n_classes * (n_classes if weight is None else weight.sum()))
         graph = torch.is_grad_enabled()  # create_graph: out of place, so autograd sees softmax's dependence on x
+        flat = index if ctx.flat else None
         gx = torch.softmax(x, cdim)
+        # the target's entry p_y·Σa - a_y, written as (p_y - 1)·Σa + (Σa - a_y): p_y - 1 is exact, so it is rounded
+        # at its own (small, when p_y ≈ 1) magnitude, not at Σa's (torch's kernel gets this from a fused multiply-add)
+        at_target = (pick(gx, flat, index, cdim) - 1) * total + (total - hard)
         gx = gx.mul(total.unsqueeze(cdim)) if graph else gx.mul_(total.unsqueeze(cdim))
         if eps > 0.0:
-            uniform = g.unsqueeze(cdim) * (eps / n_classes)
+            share = g * (eps / n_classes)
+            uniform = share.unsqueeze(cdim)
             if weight is not None:
                 uniform = uniform * class_view(weight, x, cdim)
+                share = share * w  # weight[y] (times valid: g is 0 where ignored anyway)
+            at_target = at_target - share
             gx = gx - uniform if graph else gx.sub_(uniform)
         none = (None,) * 5
-        if not ctx.flat:
-            src = -hard.unsqueeze(cdim)
-            return (gx.scatter_add(cdim, index.unsqueeze(cdim), src) if graph
-                    else gx.scatter_add_(cdim, index.unsqueeze(cdim), src)), *none
+        if flat is None:
+            src = at_target.unsqueeze(cdim)
+            return (gx.scatter(cdim, index.unsqueeze(cdim), src) if graph
+                    else gx.scatter_(cdim, index.unsqueeze(cdim), src)), *none
         if graph:
-            return gx.reshape(-1).index_add(0, index.view(-1), -hard.reshape(-1)).view_as(gx), *none
-        gx.view(-1).index_add_(0, index.view(-1), hard.reshape(-1), alpha=-1)
+            return gx.reshape(-1).index_copy(0, flat.view(-1), at_target.reshape(-1)).view_as(gx), *none
+        gx.view(-1).index_copy_(0, flat.view(-1), at_target.reshape(-1))
         return gx, *none
 
 
