@@ -95,6 +95,65 @@ class CrossEntropyIndex(torch.autograd.Function):
         return gx, *none
 
 
+class NegativePick(torch.autograd.Function):
+    """NLL per sample: ``ℓ_i = -w_i·x[i, y_i]``, 0 where ``y_i == ignore_index`` (``masked``; unmasked: no target is
+    ignored), ``w_i = weight[y_i]`` (1 without a weight). Backward scatters ``-g_i·w_i`` into zeros.
+
+    Only the caller's ``target`` and ``weight`` are kept for backward (the mask, the int64 classes and the flat
+    positions are recomputed: per-sample work), as torch's kernel keeps nothing else; autograd through
+    ``index_select`` would keep the ``(N, d1, …)`` int64 positions."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int,
+                masked: bool) -> Tensor:
+        cdim = 0 if x.dim() == 1 else 1
+        valid, safe = masked_targets(target, ignore_index, masked)
+        w = target_weights(valid, safe, weight, x.dtype)
+        picked = pick(x, class_index(x, safe, cdim), safe, cdim)
+        loss = -picked if w is None else -picked * w
+        ctx.save_for_backward(target, weight)
+        ctx.ignore_index, ctx.masked = ignore_index, masked
+        ctx.shape, ctx.dtype, ctx.contiguous = x.shape, x.dtype, x.is_contiguous()
+        return loss if valid is None else torch.where(valid, loss, 0.0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        target, weight = ctx.saved_tensors
+        valid, safe = masked_targets(target, ctx.ignore_index, ctx.masked)
+        w = target_weights(valid, safe, weight, ctx.dtype)
+        values = -grad if w is None else -grad * w
+        if valid is not None:
+            values = torch.where(valid, values, 0.0)  # ignored: 0 even if grad is inf/nan
+        gx = grad.new_zeros(ctx.shape, dtype=ctx.dtype)
+        cdim = 0 if gx.dim() == 1 else 1
+        flat = class_index(gx, safe, cdim) if ctx.contiguous else None
+        graph = torch.is_grad_enabled()  # create_graph: out of place (the gradient is linear in grad)
+        if flat is None:
+            src = values.unsqueeze(cdim).to(ctx.dtype)
+            index = safe.unsqueeze(cdim)
+            return (gx.scatter(cdim, index, src) if graph else gx.scatter_(cdim, index, src)), None, None, None, None
+        src = values.reshape(-1).to(ctx.dtype)
+        out = gx.reshape(-1).index_copy(0, flat.view(-1), src) if graph else gx.view(-1).index_copy_(0, flat.view(-1),
+                                                                                                      src)
+        return out.view(ctx.shape), None, None, None, None
+
+
+def masked_targets(target: Tensor, ignore_index: int, masked: bool) -> tuple[Tensor | None, Tensor]:
+    """``valid = target != ignore_index`` (None when not ``masked``) and the int64 classes with ignored entries
+    set to 0 (no range check: see ``probabilistic._valid_and_safe``)."""
+    if not masked:
+        return None, target.long()
+    valid = target != ignore_index
+    return valid, target.masked_fill(~valid, 0).long()
+
+
+def target_weights(valid: Tensor | None, safe: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """Per-sample weights ``weight[y_i]·[y_i not ignored]`` that ``mean`` divides by; None when all are 1."""
+    if weight is None:
+        return None if valid is None else valid.to(dtype)
+    return weight[safe] if valid is None else weight[safe] * valid
+
+
 def class_index(x: Tensor, safe: Tensor, cdim: int) -> Tensor | None:
     """Flat positions of ``x[..., safe, ...]`` along ``cdim`` for a contiguous ``x`` with dimensions after the
     class dimension (``(N, C, d1, …)``), where ``gather`` along a middle dimension is several times slower than
