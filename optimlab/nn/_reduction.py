@@ -107,16 +107,23 @@ def _category(dtype: torch.dtype) -> int:
 
 def result_type(a: Tensor, b: Tensor) -> torch.dtype:
     """``torch.result_type(a, b)`` for two tensors, written so that Dynamo traces it (it cannot trace
-    ``torch.result_type``): same dimensionality → ``promote_types``; a 0-d tensor against a dimensioned one counts
-    only when its category is higher."""
+    ``torch.result_type``): same dimensionality → ``promote_types``; a 0-d tensor against a dimensioned one
+    follows c10's ``combine_categories`` (the 0-d one counts only for a higher category; a complex one keeps a
+    floating tensor's precision)."""
     if not torch.compiler.is_compiling():
         return torch.result_type(a, b)
     if (a.dim() == 0) == (b.dim() == 0):
         return torch.promote_types(a.dtype, b.dtype)
-    dimmed, zero = (a, b) if b.dim() == 0 else (b, a)
-    if _category(zero.dtype) > _category(dimmed.dtype):
-        return torch.promote_types(dimmed.dtype, zero.dtype)
-    return dimmed.dtype
+    dim, zero = (a.dtype, b.dtype) if b.dim() == 0 else (b.dtype, a.dtype)
+    if dim.is_complex:
+        return dim
+    if zero.is_complex:
+        return torch.promote_types(dim, torch.complex32) if dim.is_floating_point else zero
+    if dim.is_floating_point:
+        return dim
+    if dim == torch.bool or zero.is_floating_point:
+        return torch.promote_types(dim, zero)
+    return dim
 
 
 def can_cast(source: torch.dtype, target: torch.dtype) -> bool:
