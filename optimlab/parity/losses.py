@@ -209,7 +209,7 @@ def _compiled(ours: Callable, ref: Callable, args: Sequence[Any], grad_args: Seq
     try:
         ref(*_prepare(args, grad_args, device))
     except Exception:  # noqa: BLE001 - an error case: compared eagerly
-        return ours, f"{label} (eager: torch raises)", ""
+        return ours, f"{label} (eager: torch raises)", f"{label}: torch raises on these inputs, compared eagerly"
     compiled, err = trace(ours, True)
     if err is None:
         return compiled, f"{label} compiled", ""
