@@ -34,7 +34,8 @@ class CrossEntropyIndex(torch.autograd.Function):
     recomputed from the caller's logits: autograd keeps only per-sample vectors, where ``log_softmax`` + gather
     would keep a full ``(N, C)`` copy; the target's entry is ``(p_y - 1)·Σa + (Σa - a_y)``, exact in its first
     difference. The softmax is ``softmax(x)`` itself (``exp(x - max) / Σ exp(x - max)``,
-    rounded at the magnitude of each probability), not ``exp(x - lse)``, whose error grows with ``|lse|``
+    rounded at the magnitude of each probability; for a middle class dimension ``exp(x - m)/s`` from forward's
+    per-position max and exp-sum), not ``exp(x - lse)``, whose error grows with ``|lse|``
     (7-30x torch's float32 error on torch's module_db samples); ATen's softmax reads ``x`` once per row, as fast
     as the two elementwise passes of ``exp(x - lse)``. The backward is written with differentiable ops, so double
     backward works, and has no data-dependent branch, so it traces under ``torch.compile``."""
@@ -43,24 +44,36 @@ class CrossEntropyIndex(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, safe: Tensor, valid: Tensor | None, w: Tensor | None, weight: Tensor | None,
                 eps: float) -> Tensor:
         cdim = 0 if x.dim() == 1 else 1
-        logp = torch.log_softmax(x, cdim)
         flat = class_index(x, safe, cdim)
-        loss = -pick(logp, flat, safe, cdim)
+        m = s = None
+        if flat is None:
+            logp = torch.log_softmax(x, cdim)
+            loss = -pick(logp, flat, safe, cdim)
+            if eps > 0.0:
+                smooth = -(logp if weight is None else logp * class_view(weight, x, cdim)).sum(cdim)
+        else:  # classes on a middle dimension, where log_softmax costs ~2x amax + exp + sum: logp = (x - m) - log s
+            m = x.amax(cdim, keepdim=True)
+            s = torch.sub(x, m).exp_().sum(cdim, keepdim=True)
+            shift = m.squeeze(cdim) + s.log().squeeze(cdim)  # lse, for the smoothing sum only
+            loss = s.log().squeeze(cdim) - (pick(x, flat, safe, cdim) - m.squeeze(cdim))
+            if eps > 0.0:  # Σ_c w_c·(-logp_c) = lse·Σ_c w_c - Σ_c w_c·x_c
+                total_w = x.size(cdim) if weight is None else weight.sum()
+                smooth = shift * total_w - (x if weight is None else x * class_view(weight, x, cdim)).sum(cdim)
         if w is not None:
             loss = loss * w
         if eps > 0.0:
-            smooth = -(logp if weight is None else logp * class_view(weight, x, cdim)).sum(cdim)
             loss = (1 - eps) * loss + (eps / x.size(cdim)) * smooth
         if valid is not None:
             loss = torch.where(valid, loss, 0.0)
-        # the flat positions replace the class indices: the same size, and backward needs nothing else
-        ctx.save_for_backward(x, safe if flat is None else flat, valid, w, weight)
+        # the flat positions replace the class indices: the same size, and backward needs nothing else (plus, for a
+        # middle class dimension, the per-position max and exp-sum: two (N, d1, …) vectors)
+        ctx.save_for_backward(x, safe if flat is None else flat, valid, w, weight, m, s)
         ctx.eps, ctx.flat = eps, flat is not None
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
-        x, index, valid, w, weight = ctx.saved_tensors
+        x, index, valid, w, weight, m, s = ctx.saved_tensors
         eps, cdim = ctx.eps, (0 if x.dim() == 1 else 1)
         n_classes = x.size(cdim)
         g = grad if valid is None else torch.where(valid, grad, 0.0)  # ignored: 0 even if grad is inf/nan
@@ -71,11 +84,16 @@ class CrossEntropyIndex(torch.autograd.Function):
             total = hard + g * (eps / n_classes * (n_classes if weight is None else weight.sum()))
         graph = torch.is_grad_enabled()  # create_graph: out of place, so autograd sees softmax's dependence on x
         flat = index if ctx.flat else None
-        gx = torch.softmax(x, cdim)
         # the target's entry p_y·Σa - a_y, written as (p_y - 1)·Σa + (Σa - a_y): p_y - 1 is exact, so it is rounded
         # at its own (small, when p_y ≈ 1) magnitude, not at Σa's (torch's kernel gets this from a fused multiply-add)
-        at_target = (pick(gx, flat, index, cdim) - 1) * total + (total - hard)
-        gx = gx.mul(total.unsqueeze(cdim)) if graph else gx.mul_(total.unsqueeze(cdim))
+        if m is None or graph:
+            gx = torch.softmax(x, cdim)
+            at_target = (pick(gx, flat, index, cdim) - 1) * total + (total - hard)
+            gx = gx.mul(total.unsqueeze(cdim)) if graph else gx.mul_(total.unsqueeze(cdim))
+        else:  # softmax = exp(x - m) / s from forward's max and exp-sum (softmax over a middle dimension is slower)
+            gx = torch.sub(x, m).exp_()
+            at_target = (pick(gx, flat, index, cdim) / s.squeeze(cdim) - 1) * total + (total - hard)
+            gx.mul_(total.unsqueeze(cdim) / s)
         if eps > 0.0:
             share = g * (eps / n_classes)
             uniform = share.unsqueeze(cdim)
