@@ -198,3 +198,23 @@ def test_work_buffer_survives_inference_mode() -> None:
         third = OF.huber_loss(x, y)
     assert first.item() == second.item() == third.item()
     torch.testing.assert_close(second, TF.huber_loss(x, y))
+
+
+def test_traceable_dtype_rules_equal_torchs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_reduction.result_type``/``can_cast`` (used while Dynamo traces, which cannot trace torch's) give torch's
+    answers for every pair of dtypes, 0-d and dimensioned."""
+    from optimlab.nn import _reduction as R
+
+    dtypes = [torch.bool, torch.uint8, torch.int8, torch.int32, torch.int64, torch.float16, torch.bfloat16,
+              torch.float32, torch.float64, torch.complex64]
+    expected = {}
+    for a in dtypes:
+        for b in dtypes:
+            for da, db in ((1, 1), (0, 1), (1, 0), (0, 0)):
+                x, y = torch.zeros((2,) * da, dtype=a), torch.zeros((2,) * db, dtype=b)
+                expected[a, b, da, db] = (torch.result_type(x, y), torch.can_cast(a, b))
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    for (a, b, da, db), (rt, cc) in expected.items():
+        x, y = torch.zeros((2,) * da, dtype=a), torch.zeros((2,) * db, dtype=b)
+        assert R.result_type(x, y) == rt, (a, b, da, db)
+        assert R.can_cast(a, b) == cc, (a, b)

@@ -11,6 +11,14 @@ from torch import Tensor
 REDUCTIONS = ("none", "mean", "sum")
 
 
+def warn(message: str, stacklevel: int = 2) -> None:
+    """``warnings.warn(message, UserWarning)`` in eager mode; nothing while Dynamo traces (it cannot trace
+    ``warnings.warn``: a graph break, or an error under ``fullgraph=True``; torch's compiled losses warn once
+    at trace time at most)."""
+    if not torch.compiler.is_compiling():
+        warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
+
+
 def legacy_reduction(size_average: bool | None, reduce: bool | None, emit_warning: bool = True) -> str:
     """Map the deprecated ``size_average``/``reduce`` pair to a reduction string (warning like torch):
     ``reduce=False`` → ``'none'``; else ``size_average=False`` → ``'sum'``; else ``'mean'``."""
@@ -18,11 +26,7 @@ def legacy_reduction(size_average: bool | None, reduce: bool | None, emit_warnin
     reduce = True if reduce is None else reduce
     ret = "mean" if (size_average and reduce) else ("sum" if reduce else "none")
     if emit_warning:
-        warnings.warn(
-            f"size_average and reduce args will be deprecated, please use reduction='{ret}' instead.",
-            UserWarning,
-            stacklevel=3,
-        )
+        warn(f"size_average and reduce args will be deprecated, please use reduction='{ret}' instead.", stacklevel=3)
     return ret
 
 
@@ -39,8 +43,7 @@ def check(reduction: str, strict: bool = False) -> str:
     where torch's Python code checks the string itself (``strict``: weighted l1/mse/huber, multilabel soft
     margin), which rejects it."""
     if reduction == "elementwise_mean" and not strict:
-        warnings.warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.",
-                      UserWarning, stacklevel=3)
+        warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.", stacklevel=3)
         return "mean"
     if reduction not in REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
@@ -80,11 +83,10 @@ def grad_scale(reduction: str, numel: int) -> float:
 def same_size_or_warn(input: Tensor, target: Tensor) -> None:
     """torch's warning for an elementwise loss whose target broadcasts against the input."""
     if target.size() != input.size():
-        warnings.warn(
+        warn(
             f"Using a target size ({target.size()}) that is different to the input size ({input.size()}). "
             "This will likely lead to incorrect results due to broadcasting. "
             "Please ensure they have the same size.",
-            UserWarning,
             stacklevel=3,
         )
 
@@ -92,3 +94,40 @@ def same_size_or_warn(input: Tensor, target: Tensor) -> None:
 def broadcast(input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     """Broadcast input and target (raising torch's RuntimeError when they cannot)."""
     return torch.broadcast_tensors(input, target)
+
+
+def _category(dtype: torch.dtype) -> int:
+    """torch's type-promotion categories: bool < integer < floating < complex."""
+    if dtype == torch.bool:
+        return 0
+    if dtype.is_complex:
+        return 3
+    return 2 if dtype.is_floating_point else 1
+
+
+def result_type(a: Tensor, b: Tensor) -> torch.dtype:
+    """``torch.result_type(a, b)`` for two tensors, written so that Dynamo traces it (it cannot trace
+    ``torch.result_type``): same dimensionality → ``promote_types``; a 0-d tensor against a dimensioned one
+    follows c10's ``combine_categories`` (the 0-d one counts only for a higher category; a complex one keeps a
+    floating tensor's precision)."""
+    if not torch.compiler.is_compiling():
+        return torch.result_type(a, b)
+    if (a.dim() == 0) == (b.dim() == 0):
+        return torch.promote_types(a.dtype, b.dtype)
+    dim, zero = (a.dtype, b.dtype) if b.dim() == 0 else (b.dtype, a.dtype)
+    if dim.is_complex:
+        return dim
+    if zero.is_complex:
+        return torch.promote_types(dim, torch.complex32) if dim.is_floating_point else zero
+    if dim.is_floating_point:
+        return dim
+    if dim == torch.bool or zero.is_floating_point:
+        return torch.promote_types(dim, zero)
+    return dim
+
+
+def can_cast(source: torch.dtype, target: torch.dtype) -> bool:
+    """``torch.can_cast`` (same-kind casting: never to a lower category), traceable by Dynamo."""
+    if not torch.compiler.is_compiling():
+        return torch.can_cast(source, target)
+    return _category(source) <= _category(target)

@@ -31,8 +31,9 @@ def _build(cls: type, kw: dict[str, Any], dtype: torch.dtype, device: str, seed:
 
 
 def run_module_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu",
-                    seed: int = 0, **_: Any) -> CaseResult:
-    """Compare ``optimlab.nn.<name>`` with ``torch.nn.<name>`` on one case (see the module docstring)."""
+                    seed: int = 0, compile: bool = False, **_: Any) -> CaseResult:
+    """Compare ``optimlab.nn.<name>`` with ``torch.nn.<name>`` on one case (see the module docstring); with
+    ``compile``, ours runs under ``torch.compile(fullgraph=True)`` against torch eager (no double backward)."""
     kw = dict(case.kwargs)
     res = CaseResult("losses", comp.name, case.name, dtype_name(dtype), device, True, kwargs=kw)
     ours_cls, ref_cls = comp.ours(), comp.reference()
@@ -61,7 +62,12 @@ def run_module_case(comp: Component, case: Case, dtype: torch.dtype, device: str
 
     a_o, a_r = prepare(), prepare()
     method = case.get("method", "forward")
-    out_o, out_r, problem, raised = call_both(lambda: getattr(mo, method)(*a_o), lambda: getattr(mr, method)(*a_r))
+    fn_o = getattr(mo, method)
+    if compile:
+        torch._dynamo.reset()
+        fn_o = torch.compile(fn_o, fullgraph=True)
+    bitwise = case.bitwise and not compile
+    out_o, out_r, problem, raised = call_both(lambda: fn_o(*a_o), lambda: getattr(mr, method)(*a_r))
     if problem or raised:
         res.passed, res.message = problem is None, problem or "both raise (forward)"
         return res
@@ -70,7 +76,7 @@ def run_module_case(comp: Component, case: Case, dtype: torch.dtype, device: str
     if len(outs_o) != len(outs_r) or type(out_o).__name__ != type(out_r).__name__:
         diff.merge(compare.Diff(ok=False, what=f"output types differ: {type(out_o)} vs {type(out_r)}"))
     for k, (x, y) in enumerate(zip(outs_o, outs_r, strict=False)):
-        diff.merge(compare.tensors(x, y, f"output[{k}]", case.bitwise))
+        diff.merge(compare.tensors(x, y, f"output[{k}]", bitwise))
     wrt_o = [a for a in a_o if isinstance(a, torch.Tensor) and a.requires_grad] + list(mo.parameters())
     wrt_r = [a for a in a_r if isinstance(a, torch.Tensor) and a.requires_grad] + list(mr.parameters())
     diffable = [i for i, y in enumerate(outs_r) if y.requires_grad]
@@ -78,13 +84,13 @@ def run_module_case(comp: Component, case: Case, dtype: torch.dtype, device: str
         gen = torch.Generator().manual_seed(seed + 1)
         cots = [torch.randn(outs_r[i].shape, generator=gen, dtype=torch.float64).to(device, outs_r[i].dtype)
                 for i in diffable]
-        create = bool(case.get("double_backward", True)) and dtype == torch.float64
+        create = bool(case.get("double_backward", True)) and dtype == torch.float64 and not compile
         s_o = sum((outs_o[i] * c).sum() for i, c in zip(diffable, cots, strict=True))
         s_r = sum((outs_r[i] * c).sum() for i, c in zip(diffable, cots, strict=True))
         gr_o = torch.autograd.grad(s_o, wrt_o, allow_unused=True, materialize_grads=True, create_graph=create)
         gr_r = torch.autograd.grad(s_r, wrt_r, allow_unused=True, materialize_grads=True, create_graph=create)
         for k, (x, y) in enumerate(zip(gr_o, gr_r, strict=True)):
-            diff.merge(compare.tensors(x, y, f"grad[{k}]", case.bitwise))
+            diff.merge(compare.tensors(x, y, f"grad[{k}]", bitwise))
         pairs = [(x, y) for x, y in zip(gr_o, gr_r, strict=True) if y.requires_grad]
         if create and diff.ok and pairs:
             vs = [torch.randn(y.shape, generator=gen, dtype=torch.float64).to(device) for _, y in pairs]
@@ -94,6 +100,6 @@ def run_module_case(comp: Component, case: Case, dtype: torch.dtype, device: str
                 if t_o.requires_grad else [torch.zeros_like(w) for w in wrt_o]
             gg_r = torch.autograd.grad(t_r, wrt_r, allow_unused=True, materialize_grads=True)
             for k, (x, y) in enumerate(zip(gg_o, gg_r, strict=True)):
-                diff.merge(compare.tensors(x, y, f"grad-grad[{k}]", case.bitwise))
+                diff.merge(compare.tensors(x, y, f"grad-grad[{k}]", bitwise))
     res.passed, res.max_abs, res.max_rel, res.message = diff.ok, diff.max_abs, diff.max_rel, diff.what
     return res

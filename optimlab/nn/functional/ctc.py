@@ -81,7 +81,18 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequenc
     """CTC negative log likelihood of ``targets`` under per-frame ``log_probs`` ``(T, N, C)`` (or ``(T, C)``).
 
     ``mean`` divides each sample's loss by its target length (at least 1), then averages over the batch;
-    impossible alignments give ``inf``, or 0 (and a zero gradient) with ``zero_infinity``."""
+    impossible alignments give ``inf``, or 0 (and a zero gradient) with ``zero_infinity``.
+
+    Under ``torch.compile`` it runs eagerly behind one graph break, as torch's ``ctc_loss`` does (its
+    length-dependent shapes cannot be one graph in torch either); traced, its host-side length checks and
+    the per-frame loop would break the graph many times and take a minute to compile on a small CPU."""
+    if torch.compiler.is_compiling():
+        return _ctc_loss_untraced(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+    return _ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+
+
+def _ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequence[int],
+              target_lengths: Tensor | Sequence[int], blank: int, reduction: str, zero_infinity: bool) -> Tensor:
     reduction = R.check(reduction)
     il = _lengths(input_lengths, "input_lengths")
     tl = _lengths(target_lengths, "target_lengths")
@@ -111,6 +122,9 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequenc
     if reduction == "mean":  # per-sample loss over its target length (at least 1), then the batch mean
         return R.reduce(nll / tl.to(device=lp.device, dtype=lp.dtype).clamp_min(1), "mean")
     return R.reduce(nll if batched else nll.squeeze(0), reduction)
+
+
+_ctc_loss_untraced = torch.compiler.disable(_ctc_loss)  # Dynamo's graph break; eager calls skip the wrapper
 
 
 def _extended(padded: Tensor, blank: int) -> Tensor:
@@ -234,18 +248,26 @@ class CTCNegLogLikelihood(torch.autograd.Function):
             log_gamma[:, s + 1] = _NEG_INF  # the gap row (-inf - -inf)
             low = log_gamma < _EXP_FLOOR
             gamma = log_gamma.clamp_min_(_EXP_FLOOR).exp_().masked_fill_(low, 0.0)
-            ctx.save_for_backward(lp, index, il, gamma, nll)
-        ctx.zero_infinity = zero_infinity
+            # kept for backward: the posteriors without the gap row, (T, 2S+1, N), the bytes of torch's log_alpha;
+            # the row classes are recomputed from the (caller's) targets
+            ctx.save_for_backward(lp, padded, il, _without_gap(gamma, s), nll)
+        ctx.zero_infinity, ctx.blank = zero_infinity, blank
         return nll
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None, None]:
-        lp, ext, il, gamma, nll = ctx.saved_tensors
+        lp, padded, il, gamma, nll = ctx.saved_tensors
         with torch.no_grad():
-            g = _ctc_grad(lp, ext, il, gamma, nll, grad, ctx.zero_infinity)
+            index = _without_gap(_columns(_extended(padded, ctx.blank), 0), padded.size(1))
+            g = _ctc_grad(lp, index, il, gamma, nll, grad, ctx.zero_infinity)
         if torch.is_grad_enabled():  # create_graph: differentiating this gradient must raise, as in torch
             g = _NoDoubleBackward.apply(g, lp)
         return g, None, None, None, None, None
+
+
+def _without_gap(t: Tensor, s: int) -> Tensor:
+    """``t`` in :func:`_columns`' row order (dim -2: ``2S+2`` rows) without the gap row ``S+1``."""
+    return torch.cat((t[..., : s + 1, :], t[..., s + 2:, :]), -2)
 
 
 class _NoDoubleBackward(torch.autograd.Function):
@@ -263,8 +285,8 @@ class _NoDoubleBackward(torch.autograd.Function):
 def _ctc_grad(lp: Tensor, index: Tensor, il: Tensor, gamma: Tensor, nll: Tensor, grad: Tensor,
               zero_infinity: bool) -> Tensor:
     """torch's CTC gradient ``exp(lp) - Σ_{s: l'_s = c} γ_t(s)`` times the incoming gradient, 0 past each input
-    length, NaN (or 0 with ``zero_infinity``) for an impossible alignment. ``gamma`` ``(T, 2S+2, N)`` and the row
-    classes ``index`` ``(2S+2, N)`` are in :func:`_columns`' row order."""
+    length, NaN (or 0 with ``zero_infinity``) for an impossible alignment. ``gamma`` ``(T, 2S+1, N)`` and the row
+    classes ``index`` ``(2S+1, N)`` are in :func:`_columns`' row order without its gap row."""
     t_max, n, classes = lp.shape
     total = gamma.new_zeros((t_max, classes, n)).scatter_add_(1, index.expand(t_max, -1, -1), gamma)
     if bool(total.max() > 1.0) if total.numel() else False:

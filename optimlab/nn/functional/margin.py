@@ -3,13 +3,15 @@
 Hinges: the losses torch writes as composite ops (ranking, hinge embedding, cosine, triplet) use
 ``clamp_min(z, 0)``, whose gradient passes at ``z = 0`` and which propagates NaN; the two torch computes
 in dedicated kernels (multi-margin, multilabel-margin) count a term only when ``z > 0`` — no gradient at
-``z = 0`` (``relu``) and NaN terms skipped (:func:`_skip_nan`). We follow each. Reduction via
-:mod:`optimlab.nn._reduction`."""
+``z = 0`` and NaN terms skipped (``where(z > 0, z, 0)``). We follow each. Soft margin, multi-margin and
+multilabel margin are custom autograd Functions that keep no more for backward than torch's kernels do.
+Reduction via :mod:`optimlab.nn._reduction`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,15 +32,6 @@ _COS_EPS = 1e-12  # added to each squared norm in the cosine similarity, as torc
 def logistic_loss(x: Tensor, y: Tensor) -> Tensor:
     """Binary cross entropy on logits, ``-(y·log σ(x) + (1 - y)·log σ(-x))`` (stable for large |x|)."""
     return -(y * logsigmoid(x) + (1 - y) * logsigmoid(-x))
-
-
-def _skip_nan(x: Tensor, fill: float) -> Tensor:
-    """``x`` with NaN replaced by ``fill`` (±inf), so a kernel-style hinge term built from it is skipped (torch's
-    margin kernels only count ``z > 0``, which NaN is not). Checked through one cheap sum, so the masked copy is
-    made only when a NaN (or an inf - inf) is present."""
-    if x.numel() and bool(x.sum().isnan()):
-        return x.masked_fill(x.isnan(), fill)
-    return x
 
 
 def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0,
@@ -73,11 +66,36 @@ def soft_margin_loss(input: Tensor, target: Tensor, size_average: bool | None = 
     if shape != input.shape:
         raise RuntimeError(f"soft_margin_loss: the output has the input's shape {list(input.shape)}, which does not "
                            f"match the broadcast shape {list(shape)}")
-    common = torch.result_type(input, target)
-    if not input.is_floating_point() or not torch.can_cast(common, input.dtype):
+    common = R.result_type(input, target)
+    if not input.is_floating_point() or not R.can_cast(common, input.dtype):
         raise RuntimeError(f"soft_margin_loss: expected a floating-point input that can hold the result type "
                            f"{common}, got {input.dtype}")
-    return R.reduce(torch.log1p(torch.exp(-input * target)).to(input.dtype), reduction)
+    return _SoftMargin.apply(input, target, reduction)
+
+
+class _SoftMargin(torch.autograd.Function):
+    """``reduce(log(1 + z))`` with ``z = exp(-y·x)``; ``∂/∂x = -y·z / (1 + z)`` times the reduction's scale, in torch's
+    op order (so an overflowing ``z`` gives its NaN gradient). Only the inputs are kept for backward, as torch's
+    kernel does (autograd through ``log1p(exp(·))`` would keep two input-sized intermediates). The backward is
+    written with differentiable ops, so double backward follows (torch's: ``y²·z / (1 + z)²``)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, y: Tensor, reduction: str) -> Tensor:
+        ctx.save_for_backward(x, y)
+        ctx.scale = R.grad_scale(reduction, x.numel())
+        return R.reduce(torch.mul(x, y).neg_().exp_().log1p_().to(x.dtype), reduction)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
+        x, y = ctx.saved_tensors
+        if ctx.needs_input_grad[1]:
+            raise RuntimeError("the derivative for 'target' is not implemented.")
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():  # create_graph, or traced: out of place
+            z = torch.exp(-(x * y))
+            return (y * z * -ctx.scale / (z + 1) * grad).to(x.dtype), None, None
+        z = torch.mul(x, y).neg_().exp_()
+        g = torch.mul(y, z).mul_(-ctx.scale)
+        return g.div_(z.add_(1)).mul_(grad).to(x.dtype), None, None
 
 
 def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -157,18 +175,51 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
             raise RuntimeError(f"expected weight of scalar type {input.dtype} but found {weight.dtype}")
     not_differentiable("multi_margin_loss", weight=weight)
     t = target.reshape(nframe, 1)
-    if nframe and bool(((t < 0) | (t >= C)).any()):
+    if nframe and not torch.compiler.is_compiling() and bool(((t < 0) | (t >= C)).any()):
         raise RuntimeError(f"target out of range: class indices must lie in [0, {C})")
-    x = input.reshape(nframe, C)
-    x_t = _skip_nan(x.gather(1, t), math.inf)
-    # the target's own column must not count: -inf there makes its term relu(-inf) = 0 (bool masks are slow on CPU)
-    x_j = _skip_nan(x, -math.inf).scatter(1, t, -math.inf)
-    h = ((float(margin) - x_t) + x_j).relu()  # relu: no gradient at z = 0, like the kernel's z > 0
-    loss = (h * h if p == 2 else h).sum(1)
-    if weight is not None:  # w_y is constant along the row: weight the sum, not each term (one pass less)
-        loss = loss * weight[t.view(-1)]
-    loss = loss / C
+    loss = _MultiMargin.apply(input.reshape(nframe, C), t, weight, p, float(margin))
     return R.reduce(loss if input.dim() == 2 else loss.reshape(target.shape), reduction)
+
+
+def _hinge(x: Tensor, t: Tensor, margin: float) -> Tensor:
+    """``h_nj = max(0, z_nj)`` with ``z_nj = (margin - x_{n,y_n}) + x_nj`` (the kernel's op order, so ties at 0 fall
+    alike), 0 in the target's own column and where ``z`` is NaN (the kernel counts only ``z > 0``). ``relu`` keeps
+    a NaN, so NaN is cleared afterwards, in eager mode only when the cheap total shows one (a boolean ``where``
+    over ``(N, C)`` costs several relu passes on CPU)."""
+    h = torch.add(x, margin - x.gather(1, t)).scatter_(1, t, 0.0).relu_()
+    if torch.compiler.is_compiling() or bool(h.sum().isnan()):
+        h = h.masked_fill(h.isnan(), 0.0)
+    return h
+
+
+class _MultiMargin(torch.autograd.Function):
+    """Per-sample ``ℓ_n = (1/C) Σ_{j≠y} w_y·h_nj^p`` (:func:`_hinge`); backward recomputes ``h`` from the inputs:
+    ``∂ℓ_n/∂x_nj = w_y·[h > 0]·(1 or 2h)/C`` for ``j ≠ y`` and minus their sum at ``j = y``. Nothing but the
+    inputs is kept for backward, as torch's kernel (autograd through the hinge would keep ``(N, C)``
+    intermediates)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, t: Tensor, weight: Tensor | None, p: int, margin: float) -> Tensor:
+        ctx.save_for_backward(x, t, weight)
+        ctx.p, ctx.margin = p, margin
+        h = _hinge(x, t, margin)
+        loss = (h.mul_(h) if p == 2 else h).sum(1)
+        if weight is not None:  # w_y is constant along the row: weight the sum, not each term (one pass less)
+            loss = loss * weight[t.view(-1)]
+        return loss / x.size(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        x, t, weight = ctx.saved_tensors
+        h = _hinge(x, t, ctx.margin)
+        scale = (grad / x.size(1)).unsqueeze(1)
+        if weight is not None:
+            scale = scale * weight[t.view(-1)].unsqueeze(1)
+        if ctx.p == 2:  # out of place under create_graph: relu_'s derivative needs h
+            g = h * (scale * 2) if torch.is_grad_enabled() else h.mul_(scale * 2)
+        else:  # [h > 0]·scale in one fused pass (relu's derivative kernel)
+            g = torch.ops.aten.threshold_backward(scale.expand_as(h), h, 0)
+        return g.scatter_(1, t, -g.sum(1, keepdim=True)), None, None, None, None
 
 
 def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
@@ -185,19 +236,47 @@ def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | N
     if not ok:
         raise RuntimeError(f"inconsistent target size: {list(target.shape)} for input of size {list(input.shape)}")
     t = target.reshape(nframe, C)
-    x = input.reshape(nframe, C)
     valid = (t < 0).cumsum(1) == 0  # entries before the first -1
-    if bool(((t < -1) | (t >= C)).any()):  # torch checks every entry, also those after the first -1
-        raise RuntimeError(f"multilabel_margin_loss: target out of range: labels must lie in [0, {C}) or be -1")
-    k = int(valid.sum(1).max()) if nframe else 0  # the most targets any sample has
-    t, valid = t[:, :k], valid[:, :k]
-    classes = torch.arange(C, device=x.device)
-    is_target = ((t.unsqueeze(2) == classes) & valid.unsqueeze(2)).any(1)  # (N, C)
-    # terms that must not count get -inf (a target as the "other" class, padding after -1, NaN): relu gives 0
-    x_i = _skip_nan(x, -math.inf).masked_fill(is_target, -math.inf)
-    x_j = _skip_nan(x.gather(1, t.clamp_min(0)), math.inf).masked_fill(~valid, math.inf)  # (N, K)
-    loss = ((1 - x_j).unsqueeze(2) + x_i.unsqueeze(1)).relu().sum((1, 2)) / C
+    if not torch.compiler.is_compiling():  # host-side checks and trimming: data-dependent, skipped when traced
+        if bool(((t < -1) | (t >= C)).any()):  # torch checks every entry, also those after the first -1
+            raise RuntimeError(f"multilabel_margin_loss: target out of range: labels must lie in [0, {C}) or be -1")
+        k = int(valid.sum(1).max()) if nframe else 0  # the most targets any sample has
+        t, valid = t[:, :k], valid[:, :k]
+    loss = _MultiLabelMargin.apply(input.reshape(nframe, C), t.clamp_min(0), valid)
     return R.reduce(loss if input.dim() == 2 else loss.reshape(()), reduction)
+
+
+class _MultiLabelMargin(torch.autograd.Function):
+    """Per-sample ``ℓ_n = (1/C) Σ_k Σ_{i ∉ T_n} [z > 0]·z`` with ``z = (1 - x_{n,t_nk}) + x_ni`` over the targets
+    ``t_nk`` marked ``valid`` (duplicates count each time, as in the kernel), built as one ``(N, K, C)`` block.
+
+    Forward also counts the terms each entry takes part in, which is the whole gradient:
+    ``∂ℓ_n/∂x_ni = (#{k: z_nki > 0} - #{(k, i'): t_nk = i, z_nki' > 0}) / C``. Only those counts ``(N, C)`` are kept
+    for backward, the bytes torch keeps (its ``is_target``), where autograd through the block would keep the
+    ``(N, K, C)`` hinge."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
+        n, c = x.shape
+        hits = x.new_zeros((n, c)).scatter_add_(1, t, valid.to(x.dtype))  # how often each class is a target
+        # terms that must not count get -inf (a target as the "other" class, padding after -1): z > 0 is false
+        x_i = x.masked_fill(hits > 0, -math.inf)
+        x_j = x.gather(1, t).masked_fill(~valid, math.inf)  # (N, K)
+        h = ((1 - x_j).unsqueeze(2) + x_i.unsqueeze(1)).relu_()  # (N, K, C)
+        loss = h.sum((1, 2))
+        if torch.compiler.is_compiling() or bool(loss.isnan().any()):  # a NaN term is skipped, as in the kernel
+            h.masked_fill_(h.isnan(), 0.0)
+            loss = h.sum((1, 2))
+        on = h > 0
+        loss = loss / c
+        counts = on.sum(1, dtype=x.dtype).scatter_add_(1, t, on.sum(2, dtype=x.dtype).neg_())
+        ctx.save_for_backward(counts)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        (counts,) = ctx.saved_tensors
+        return counts * (grad / counts.size(1)).unsqueeze(1), None, None
 
 
 def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:

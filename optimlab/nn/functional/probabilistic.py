@@ -1,14 +1,13 @@
 """Likelihood losses: cross entropy, NLL, BCE, KL divergence, Poisson and Gaussian NLL (functional forms).
 
 Signatures follow ``torch.nn.functional``; every loss reduces through :mod:`optimlab.nn._reduction`.
-Class-index losses share :func:`_check_class_target` (torch's shape/dtype rules) and :func:`_picked`
-(``-w[y]·logp[y]`` with ``ignore_index``), so the NLL math lives once.
+Class-index losses share :func:`_check_class_target` (torch's shape/dtype rules) and :func:`_valid_and_safe`
+(``ignore_index`` masks and range checks); NLL's pick lives once in :class:`._autograd.NegativePick`.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import Tensor
@@ -18,10 +17,11 @@ from ._autograd import (
     BinaryCrossEntropy,
     BinaryCrossEntropyWithLogits,
     CrossEntropyIndex,
-    class_index,
+    NegativePick,
     class_view,
+    masked_targets,
     not_differentiable,
-    pick,
+    target_weights,
 )
 
 __all__ = [
@@ -87,35 +87,20 @@ def _valid_and_safe(target: Tensor, ignore_index: int, n_classes: int) -> tuple[
     """``valid = target != ignore_index`` (None when no target is ignored) and the target with ignored entries
     set to class 0 (as int64).
 
-    Raises IndexError for any non-ignored target outside ``[0, C)``, before anything reads out of bounds."""
+    Raises IndexError for any non-ignored target outside ``[0, C)``, before anything reads out of bounds. While
+    compiling, the mask is always made and the range is not checked on the host (a data-dependent branch): the
+    gather that reads the target is bounds-checked by Inductor, as torch's own compiled loss is."""
+    if torch.compiler.is_compiling():
+        return masked_targets(target, ignore_index, True)
     if target.numel():
         lo, hi = (int(v) for v in torch.aminmax(target))  # one pass: the common case needs no masks
         if 0 <= lo and hi < n_classes and not lo <= ignore_index <= hi:
-            return None, target.long()
+            return masked_targets(target, ignore_index, False)
     valid = target != ignore_index
     bad = valid & ((target < 0) | (target >= n_classes))
     if bool(bad.any()):
         raise IndexError(f"Target {int(target[bad][0])} is out of bounds.")
-    safe = target.masked_fill(~valid, 0).long()
-    return valid, safe
-
-
-def _target_weights(valid: Tensor | None, safe: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tensor | None:
-    """Per-sample weights ``weight[y_i]·[y_i not ignored]`` that ``mean`` divides by; None when all are 1."""
-    if weight is None:
-        return None if valid is None else valid.to(dtype)
-    return weight[safe] if valid is None else weight[safe] * valid
-
-
-def _picked(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int) -> tuple[Tensor, Tensor | None]:
-    """Per-sample ``ℓ_i = -w[y_i]·logp[i, y_i]`` (0 where ``y_i`` is ignored) and the weights ``w[y_i]·[y_i valid]``
-    that the ``mean`` reduction divides by (None: all 1)."""
-    cdim = _class_dim(logp)
-    valid, safe = _valid_and_safe(target, ignore_index, logp.size(cdim))
-    picked = pick(logp, class_index(logp, safe, cdim), safe, cdim)
-    w = _target_weights(valid, safe, weight, logp.dtype)
-    loss = -picked if w is None else -picked * w
-    return (loss if valid is None else torch.where(valid, loss, 0.0)), w
+    return masked_targets(target, ignore_index, True)
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
@@ -125,7 +110,9 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     reduction = R.resolve(reduction, size_average, reduce)
     target = _check_class_target(input, target, weight)
     _weight_not_differentiable(input, weight)
-    loss, w = _picked(input, target, weight, ignore_index)
+    valid, safe = _valid_and_safe(target, ignore_index, input.size(_class_dim(input)))
+    loss = NegativePick.apply(input, target, weight, ignore_index, valid is not None)
+    w = target_weights(valid, safe, weight, input.dtype)
     return R.reduce_weighted(loss, reduction, loss.numel() if w is None else w)
 
 
@@ -148,7 +135,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     if label_smoothing > 0.0:
         _check_smoothing(label_smoothing)
     valid, safe = _valid_and_safe(target, ignore_index, input.size(_class_dim(input)))
-    w = _target_weights(valid, safe, weight, input.dtype)
+    w = target_weights(valid, safe, weight, input.dtype)
     loss = CrossEntropyIndex.apply(input, safe, valid, w, weight, max(label_smoothing, 0.0))
     return R.reduce_weighted(loss, reduction, loss.numel() if w is None else w)
 
@@ -212,6 +199,8 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
             raise RuntimeError(f"weight of shape {list(weight.shape)} does not match the input's {list(input.shape)}")
     not_differentiable("binary_cross_entropy", weight=weight)
     for name, t in (("input", input), ("target", target)):
+        if torch.compiler.is_compiling():  # a data-dependent host check; torch's compiled BCE skips it too
+            break
         if not bool(((t >= 0) & (t <= 1)).all()):
             raise RuntimeError(f"all elements of {name} should be between 0 and 1")
     loss = BinaryCrossEntropy.apply(input, target)
@@ -251,10 +240,10 @@ def kl_div(input: Tensor, target: Tensor, size_average: bool | None = None, redu
     if size_average is not None or reduce is not None:
         reduction = R.legacy_reduction(size_average, reduce)
     elif reduction == "mean":
-        warnings.warn("reduction: 'mean' divides the total loss by both the batch size and the support size. "
+        R.warn("reduction: 'mean' divides the total loss by both the batch size and the support size. "
                       "'batchmean' divides only by the batch size, and aligns with the KL div math definition. "
                       "'mean' will be changed to behave the same as 'batchmean' in the next major release.",
-                      UserWarning, stacklevel=2)
+               stacklevel=2)
     if input.is_complex() or target.is_complex():
         raise RuntimeError("kl_div: Complex inputs not supported.")
     if not input.is_floating_point() or not target.is_floating_point():
@@ -290,7 +279,7 @@ def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: 
         var = torch.full_like(input, var)
     elif not isinstance(var, Tensor):
         raise TypeError(f"var must be a Tensor or a float, got {type(var).__name__}")
-    elif bool((var < 0).any()):
+    elif not torch.compiler.is_compiling() and bool((var < 0).any()):  # data-dependent: eager only
         raise ValueError("var has negative entry/entries")
     if var.size() != input.size():
         if input.size()[:-1] == var.size():

@@ -81,37 +81,17 @@ class _ClampedQuadratic(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, y: Tensor, a: float, k: float | None, reduction: str,
                 dtype: torch.dtype) -> Tensor:
-        factor = a / 2 if k is None else a
-        out = torch.empty(x.shape, dtype=dtype, device=x.device) if reduction == "none" else None
-        pieces = _pieces(x, y) if out is None else _pieces(x, y, out)
-        acc = torch.promote_types(dtype, torch.float32)
-        sums = torch.empty(len(pieces), dtype=acc, device=x.device)
-        work = _scratch(pieces[0][0].numel() * (1 if k is None else 2), x.dtype, x.device)
-        buf = work[: pieces[0][0].numel()].view(pieces[0][0].shape)
-        cbuf = None if k is None else work[pieces[0][0].numel():].view(pieces[0][0].shape)
-        for i, (xp, yp, *rest) in enumerate(pieces):
-            d = torch.sub(xp, yp, out=buf[: xp.size(0)])
-            if cbuf is None:  # c = d, ℓ = d² (the factor a/2 comes last)
-                loss = d.mul_(d)
-            else:
-                loss = d.sub_(torch.clamp(d, -k, k, out=cbuf[: xp.size(0)]), alpha=0.5).mul_(cbuf[: xp.size(0)])
-            if out is None:
-                torch.sum(loss.to(dtype), list(range(loss.dim())), dtype=acc, out=sums[i])
-            else:
-                rest[0].copy_(loss.mul_(factor) if factor != 1 else loss)
         ctx.save_for_backward(x, y)
         ctx.a, ctx.k, ctx.scale = a, k, R.grad_scale(reduction, x.numel())
-        if out is not None:
-            return out
-        total = sums.sum()
-        total = (total / x.numel() if reduction == "mean" else total).to(dtype)
-        return total * factor if factor != 1 else total
+        if torch.compiler.is_compiling():  # no scratch buffers (state Dynamo cannot see): Inductor fuses anyway
+            return _quadratic_whole(x, y, a, k, reduction, dtype)
+        return _quadratic_pieces(x, y, a, k, reduction, dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, y = ctx.saved_tensors
         a, k = ctx.a, ctx.k
-        if torch.is_grad_enabled():  # double backward: the same gradient, differentiable in x and y
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():  # double backward, or traced: one expression
             c = d = x - y
             if k is not None:
                 c = torch.where(d.abs() < k, d, torch.where(d.isnan(), d.detach(), d.sign() * k))
@@ -133,14 +113,53 @@ class _ClampedQuadratic(torch.autograd.Function):
         return (gx if ctx.needs_input_grad[0] else None), gy, None, None, None, None
 
 
+def _quadratic_pieces(x: Tensor, y: Tensor, a: float, k: float | None, reduction: str, dtype: torch.dtype) -> Tensor:
+    """:class:`_ClampedQuadratic`'s forward piece by piece through the per-thread scratch buffer (eager)."""
+    factor = a / 2 if k is None else a
+    out = torch.empty(x.shape, dtype=dtype, device=x.device) if reduction == "none" else None
+    pieces = _pieces(x, y) if out is None else _pieces(x, y, out)
+    acc = torch.promote_types(dtype, torch.float32)
+    sums = torch.empty(len(pieces), dtype=acc, device=x.device)
+    work = _scratch(pieces[0][0].numel() * (1 if k is None else 2), x.dtype, x.device)
+    buf = work[: pieces[0][0].numel()].view(pieces[0][0].shape)
+    cbuf = None if k is None else work[pieces[0][0].numel():].view(pieces[0][0].shape)
+    for i, (xp, yp, *rest) in enumerate(pieces):
+        d = torch.sub(xp, yp, out=buf[: xp.size(0)])
+        if cbuf is None:  # c = d, ℓ = d² (the factor a/2 comes last)
+            loss = d.mul_(d)
+        else:
+            loss = d.sub_(torch.clamp(d, -k, k, out=cbuf[: xp.size(0)]), alpha=0.5).mul_(cbuf[: xp.size(0)])
+        if out is None:
+            torch.sum(loss.to(dtype), list(range(loss.dim())), dtype=acc, out=sums[i])
+        else:
+            rest[0].copy_(loss.mul_(factor) if factor != 1 else loss)
+    if out is not None:
+        return out
+    total = sums.sum()
+    total = (total / x.numel() if reduction == "mean" else total).to(dtype)
+    return total * factor if factor != 1 else total
+
+
+def _quadratic_whole(x: Tensor, y: Tensor, a: float, k: float | None, reduction: str, dtype: torch.dtype) -> Tensor:
+    """The same forward on whole tensors, in the same op order (traced under ``torch.compile``)."""
+    factor = a / 2 if k is None else a
+    d = x - y
+    loss = d * d if k is None else (d - 0.5 * d.clamp(-k, k)) * d.clamp(-k, k)
+    if reduction == "none":
+        return (loss * factor if factor != 1 else loss).to(dtype)
+    total = loss.to(dtype).sum(dtype=torch.promote_types(dtype, torch.float32))
+    total = (total / x.numel() if reduction == "mean" else total).to(dtype)
+    return total * factor if factor != 1 else total
+
+
 def _clamped_quadratic(name: str, input: Tensor, target: Tensor, a: float, k: float | None, reduction: str,
                        weight: Tensor | None, keep_input_dtype: bool, mean_by_weight: bool = True) -> Tensor:
     """Run :class:`_ClampedQuadratic` with torch's dtype rules: computed in the promoted dtype, returned in it
     (mse, smooth L1) or in ``input``'s dtype (huber); integer results raise ``NotImplementedError`` (no kernel),
     a floating result that cannot be cast to an integer input's dtype ``RuntimeError``."""
-    common = torch.result_type(input, target)
+    common = R.result_type(input, target)
     out = input.dtype if keep_input_dtype else common
-    if not torch.can_cast(common, out):
+    if not R.can_cast(common, out):
         raise RuntimeError(f"{name}: result type {common} can't be cast to the desired output type {out}")
     if not out.is_floating_point:
         raise NotImplementedError(f"{name} is not implemented for {out} inputs")
