@@ -11,9 +11,16 @@ from .. import _reduction as R
 from ._autograd import class_index, pick
 from .linear_ce import _valid
 from .margin import logistic_loss
-from .probabilistic import _check_class_target, _class_dim, _target_weights
+from .probabilistic import _check_class_target, _class_dim
 
 __all__ = ["sigmoid_focal_loss", "softmax_focal_loss"]
+
+
+def _target_weights(valid: Tensor | None, safe: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """Per-sample weights ``weight[y_i]·[y_i not ignored]`` that ``mean`` divides by; None when all are 1."""
+    if weight is None:
+        return None if valid is None else valid.to(dtype)
+    return weight[safe] if valid is None else weight[safe] * valid
 
 
 def _focus(q: Tensor, gamma: float) -> Tensor:
