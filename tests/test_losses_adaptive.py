@@ -100,3 +100,27 @@ def test_compiled_fullgraph_matches_eager():
     want = ours(x, t).loss
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(torch.autograd.grad(got, x)[0], torch.autograd.grad(want, x)[0])
+
+
+@pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])
+def test_autocast_dtypes_like_torch(input_dtype):
+    """Under bfloat16 autocast, as torch's: results in the input's dtype (forward with shortlist targets,
+    log_prob, predict), values at bfloat16's tolerance; float32 input with a tail target raises torch's
+    RuntimeError (its index_copy_ of bfloat16 into float32), bfloat16 input returns."""
+    ours, ref = _pair(16, 20, [4, 10])
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 16, generator=g).to(input_dtype)
+    short, mixed = torch.tensor([0, 3, 1, 2, 0, 1, 3]), torch.tensor([0, 5, 12, 3, 19, 1, 9])
+    tol = for_dtype(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for o, r in ((ours(x, short).output, ref(x, short).output), (ours.log_prob(x), ref.log_prob(x)),
+                     (ours.predict(x), ref.predict(x))):
+            assert o.dtype == r.dtype
+            torch.testing.assert_close(o, r, rtol=tol.rtol, atol=tol.atol)
+        if input_dtype == torch.float32:
+            with pytest.raises(RuntimeError):
+                ref(x, mixed)
+            with pytest.raises(RuntimeError):
+                ours(x, mixed)
+        else:
+            torch.testing.assert_close(ours(x, mixed).output, ref(x, mixed).output, rtol=tol.rtol, atol=tol.atol)

@@ -199,3 +199,30 @@ def test_out_of_range_target_raises_index_error():
     t[1] = 5
     with pytest.raises(IndexError, match=re.escape("Target 5 is out of bounds.")):
         OF.linear_cross_entropy(x, w, t)
+
+
+@pytest.mark.parametrize("input_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kw", [dict(), dict(label_smoothing=0.2, ignore_index=1), dict(reduction="none")],
+                         ids=["mean", "smoothing-ignore", "none"])
+def test_autocast_chunked_matches_torch(input_dtype, kw):
+    """Under bfloat16 autocast, in several chunks: torch's dtypes (float32 loss, each gradient in its input's
+    dtype) and values: the loss at float32's tolerance (both cast the same bfloat16 logits up), gradients at
+    bfloat16's (∂x, ∂W, ∂b come from bfloat16 matmuls in both; ∂W/∂b summed over chunks in float32 here)."""
+    x, w, t, b = _data(29, 6, 13, dtype=torch.float32)
+    x = x.to(input_dtype)
+    t[::5] = 1
+    grads, outs = [], []
+    chunked = dict(options=optimlab.nn.LinearCrossEntropyOptions(batch_chunk_size=4))
+    for fn, extra in ((OF.linear_cross_entropy, chunked), (torch.nn.functional.linear_cross_entropy, {})):
+        args = [a.clone().requires_grad_() for a in (x, w, b)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's "options ignored" warning for smoothing
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = fn(args[0], args[1], t, linear_bias=args[2], **kw, **extra)
+        outs.append(out)
+        grads.append(torch.autograd.grad(out.sum(), args))
+    d = compare.tensors(outs[0], outs[1], "loss")
+    assert d.ok, d.what
+    for name, a, e in zip("xWb", *grads, strict=True):
+        d = compare.tensors(a, e, f"grad {name}", tol=for_dtype(torch.bfloat16))
+        assert d.ok, d.what

@@ -3,7 +3,13 @@
 ``ℓ = cross_entropy(x @ Wᵀ + b, y)`` without the ``(N, C)`` logits: forward and backward each walk the batch in
 chunks of rows, forward keeping only the per-position losses, backward recomputing each chunk's logits from the
 saved inputs (so autograd holds ``x``, ``W``, ``b`` and the targets, nothing of size N·C). Three matmuls per chunk
-in backward (logits, ∂x, ∂W) and one in forward: one more than the materialised path, for O(chunk·C) memory."""
+in backward (logits, ∂x, ∂W) and one in forward: one more than the materialised path, for O(chunk·C) memory.
+
+Under ``torch.autocast`` it follows torch's composition ``cross_entropy(linear(x, W, b), y)``: ``linear`` casts
+``x``, ``W``, ``b`` (floating, not float64) to the autocast dtype and projects there; ``cross_entropy`` (on
+autocast's float32 list) casts the bfloat16/float16 logits, probabilities and class weights to float32 and
+computes the loss there (promoted to float64 by a float64 weight or target with probabilities). Each chunk's
+logits are cast up as they are made; gradients flow back to every input in its own dtype."""
 
 from __future__ import annotations
 
@@ -104,12 +110,13 @@ def _coefficients(z: Tensor, target: Tensor, valid: Tensor | None, weight: Tenso
 
 def _chunk_loss(z: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
                 probs: bool) -> Tensor:
-    """Per-position loss of one chunk: ``Σ_c a_c·(lse - z_c) = A·lse - Σ_c a_c z_c``."""
-    lse = torch.logsumexp(z, -1)
-    if probs:  # a_c = w_c·((1-ε)·t_c + ε/C)
+    """Per-position loss of one chunk: ``Σ_c a_c·(lse - z_c) = A·lse - Σ_c a_c z_c``; probabilities as
+    ``-Σ_c log_softmax(z)_c·t'_c·w_c`` (``t' = (1-ε)·t + ε/C``), torch's order and dtype promotion."""
+    if probs:
         t = target if eps == 0.0 else target * (1 - eps) + eps / z.size(-1)
-        a = t if weight is None else t * weight
-        return (a * (lse.unsqueeze(-1) - z)).sum(-1)
+        v = torch.log_softmax(z, -1) * t
+        return -(v if weight is None else v * weight).sum(-1)
+    lse = torch.logsumexp(z, -1)
     _, hard = _coefficients(z, target, valid, weight, eps)
     loss = hard * (lse - z.gather(-1, target.unsqueeze(-1)).squeeze(-1))
     if eps > 0.0:  # ε/C·Σ_c w_c·(lse - z_c), 0 where ignored; summed as differences (W·lse - Σ w z cancels)
@@ -152,35 +159,43 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor | None, target: Tensor, valid: Tensor | None,
-                weight: Tensor | None, classes: int, eps: float, probs: bool, rows: int) -> Tensor:
+                weight: Tensor | None, classes: int, eps: float, probs: bool, rows: int, ce: torch.dtype) -> Tensor:
+        """``ce``: the dtype the logits are cast to for the loss (``x``'s, or float32 under autocast)."""
         ctx.save_for_backward(x, w, b, target, valid, weight)
-        ctx.classes, ctx.eps, ctx.probs, ctx.rows = classes, eps, probs, rows
+        ctx.classes, ctx.eps, ctx.probs, ctx.rows, ctx.ce = classes, eps, probs, rows, ce
         parts = []
         for s in range(0, x.size(0), rows):
             e = min(s + rows, x.size(0))
-            z = _logits(x[s:e], w, b, classes)
+            z = _logits(x[s:e], w, b, classes).to(ce)
             parts.append(_chunk_loss(z, target[s:e], None if valid is None else valid[s:e], weight, eps, probs))
         if not parts:
-            return x.new_zeros((0, w.size(0) // classes))
+            dtype = ce if not probs else torch.promote_types(torch.promote_types(ce, target.dtype),
+                                                             ce if weight is None else weight.dtype)
+            return x.new_zeros((0, w.size(0) // classes), dtype=dtype)
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, w, b, target, valid, weight = ctx.saved_tensors
-        classes, eps, probs, rows = ctx.classes, ctx.eps, ctx.probs, ctx.rows
+        classes, eps, probs, rows, ce = ctx.classes, ctx.eps, ctx.probs, ctx.rows, ctx.ce
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        cast = ce != x.dtype  # autocast: ∂z back in the projection's dtype, ∂W and ∂b summed in float32
         graph = torch.is_grad_enabled()  # create_graph: accumulate out of place so autograd records it
         gx_parts: list[Tensor] = []
         gw = gb = None
         for s in range(0, x.size(0), rows):
             e = min(s + rows, x.size(0))
             xc = x[s:e]
-            z = _logits(xc, w, b, classes)
+            z = _logits(xc, w, b, classes).to(ce)
             dz = _chunk_grad(z, grad[s:e], target[s:e], None if valid is None else valid[s:e], weight, eps, probs,
                              not graph)
             dz = dz.transpose(1, 2).reshape(e - s, -1)  # back to the (n, C·M) layout of x Wᵀ (a view when M = 1)
+            if cast:
+                dz = dz.to(x.dtype)
             if need_x:
                 gx_parts.append(dz @ w)
+            if cast:
+                dz, xc = dz.to(ce), xc.to(ce)
             if need_w:
                 gw = dz.t() @ xc if gw is None else (gw.addmm(dz.t(), xc) if graph else gw.addmm_(dz.t(), xc))
             if need_b:
@@ -188,11 +203,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
         gx = None
         if need_x:
             gx = torch.zeros_like(x) if not gx_parts else torch.cat(gx_parts) if len(gx_parts) > 1 else gx_parts[0]
-        if need_w and gw is None:
-            gw = torch.zeros_like(w)
-        if need_b and gb is None:
-            gb = torch.zeros_like(b)
-        return gx, gw, gb, None, None, None, None, None, None, None
+        if need_w:
+            gw = torch.zeros_like(w) if gw is None else gw.to(w.dtype)
+        if need_b:
+            gb = torch.zeros_like(b) if gb is None else gb.to(b.dtype)
+        return gx, gw, gb, None, None, None, None, None, None, None, None
+
+
+def _autocast_cast(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """``t`` cast as autocast casts an op's floating argument (float64 and other dtypes kept)."""
+    if t is None or not t.is_floating_point() or t.dtype == torch.float64:
+        return t
+    return t.to(dtype)
 
 
 def _check_class_target(target: Tensor, batch: tuple[int, ...], out_features: tuple[int, ...]) -> None:
@@ -267,7 +289,17 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
                       f"optimlab chunks anyway. Got reduction={reduction!r}, label_smoothing={label_smoothing}, "
                       f"target.dtype={target.dtype}, out_features={out_features}.", UserWarning, stacklevel=2)
     reduction = R.check(reduction)
-    _check_weight(weight, classes, None if probs else input.dtype)
+    dev = input.device.type
+    autocast = torch.is_autocast_enabled(dev)
+    ce = input.dtype  # the loss's dtype: under autocast, float32 for half-precision logits (see module docstring)
+    if autocast:
+        low = torch.get_autocast_dtype(dev)
+        input, linear_weight, linear_bias = (_autocast_cast(t, low) for t in (input, linear_weight, linear_bias))
+        ce = torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+        weight = _autocast_cast(weight, torch.float32)
+        if probs:
+            target = _autocast_cast(target, torch.float32)
+    _check_weight(weight, classes, None if probs else ce)
     eps = label_smoothing if label_smoothing > 0.0 else 0.0
     if eps > 1.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
@@ -280,9 +312,10 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
         if not target.is_floating_point():
             raise RuntimeError(f"Expected floating point type for target with class probabilities, got "
                                f"{str(target.dtype).replace('torch.', '').capitalize()}")
-        t = target.to(input.dtype).reshape(x.size(0), classes, m).transpose(1, 2)  # (N, M, C), classes last
-        wt = None if weight is None else weight.to(input.dtype)  # torch would promote; we keep input's dtype
-        loss = _LinearCrossEntropy.apply(x, w, b, t, None, wt, classes, eps, True, rows)
+        if not autocast:  # torch would promote; we keep input's dtype (under autocast: promoted, as torch)
+            target, weight = target.to(ce), None if weight is None else weight.to(ce)
+        t = target.reshape(x.size(0), classes, m).transpose(1, 2)  # (N, M, C), classes last
+        loss = _LinearCrossEntropy.apply(x, w, b, t, None, weight, classes, eps, True, rows, ce)
         denom: Tensor | int = loss.numel()
     else:
         _check_class_target(target, batch, out_features)
@@ -292,7 +325,7 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
         if weight is not None and torch.is_grad_enabled() and weight.requires_grad:
             raise RuntimeError("The function 'nll_loss_forward' is not differentiable with respect to argument "
                                "'weight'. This input cannot have requires_grad True.")
-        loss = _LinearCrossEntropy.apply(x, w, b, safe, valid, weight, classes, eps, False, rows)
+        loss = _LinearCrossEntropy.apply(x, w, b, safe, valid, weight, classes, eps, False, rows, ce)
         if weight is not None:
             wy = weight[safe]
             denom = wy if valid is None else wy * valid
