@@ -27,13 +27,7 @@ def test_digits_example(tmp_path, capsys):
     assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-COMPILE_BUG = ("on this branch optimlab's per-tensor step under torch.compile is wrong (Dynamo specializes the "
-               "Python step count: AdamW 6e-2 off eager after 8 steps); fixed by the optcompile branch (315154a, "
-               "tensor step counts while compiling), after whose merge this passes and the marker goes")
-
-
-@pytest.mark.parametrize("variants", ["for-loop,foreach,fused",
-                                      pytest.param("compile", marks=pytest.mark.xfail(reason=COMPILE_BUG))])
+@pytest.mark.parametrize("variants", ["for-loop,foreach,fused", "compile"])
 def test_digits_speed_example(variants, capsys):
     """Each variant's two runs end at the same loss (exit status 0); compile: torch.compile of the model
     and of optimizer.step, for both implementations."""
