@@ -29,6 +29,7 @@ tolerance. Under an outer ``torch.compile`` the rule runs inline, for the outer 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import types
@@ -133,8 +134,10 @@ class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
 
 
 def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequence[Tensor] | None,
-           step_pos: int, scale: Tensor | None, found_inf: Tensor | None) -> None:
-    """The traced body: ``fn`` (the rule, hyperparameters bound) on each of the chunk's slots."""
+           step_pos: int, scale: Tensor | None, found_inf: Tensor | None, lr: Tensor | None) -> None:
+    """The traced body: ``fn`` (the rule, constant hyperparameters bound) on each of the chunk's slots."""
+    if lr is not None:  # a 1-element input indexed in the graph (a 0-d CPU input would be read as a number)
+        fn = functools.partial(fn, lr=lr[0])
     with _ScalarArgs():
         for i in range(len(lists[0])):
             items = [x[i] for x in lists]
@@ -178,6 +181,14 @@ def active(group: dict[str, Any], params: Sequence[Tensor] | None = None) -> boo
         return False
     ps = group["params"] if params is None else params
     return all(p.device.type in _DEVICES and p.device.type not in _failed for p in ps)
+
+
+@contextlib.contextmanager
+def _config() -> Any:
+    """Compile settings: sizes dynamic but not duck-typed (equal sizes need not stay equal), and the
+    hyperparameter floats (constants of the graph) specialized; step and lr are tensors."""
+    with torch.fx.experimental._config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True):
+        yield
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -242,9 +253,10 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     for arg in _NONE_ARGS.get(name, ()):
         call_lists[names.index(arg)] = [None] * len(params)
     call_hyper = {**hyper, **_OVERRIDES.get(name, {})}
-    lr = call_hyper.get("lr")
-    if lr is not None and not (isinstance(lr, Tensor) and lr.requires_grad):
-        call_hyper["lr"] = torch.as_tensor(lr, dtype=torch.float64, device=device).reshape(())
+    lr = call_hyper.pop("lr", None)
+    if lr is not None:
+        lr = (lr.detach().reshape(1).to(device=device, dtype=torch.float64, copy=True) if isinstance(lr, Tensor)
+              else torch.tensor([lr], dtype=torch.float64, device=device))
     fn = functools.partial(rule, **call_hyper)
 
     by: dict[tuple[Any, ...], list[int]] = {}
@@ -271,8 +283,8 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
             if steps is not None:
                 steps.append(dummy[-1])
         try:
-            with torch.fx.experimental._config.patch(use_duck_shape=False):
-                compiled(fn, args, steps, step_pos, scale, found_inf)
+            with _config():
+                compiled(fn, args, steps, step_pos, scale, found_inf, lr)
         except Exception as err:  # noqa: BLE001 - any compiler failure: warn once, run unfused
             _failed.add(device.type)
             _warn_once(device.type, err)
@@ -280,3 +292,15 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
             break
     for i in rest:
         _eager(rule, [x[i] for x in lists], hyper, None if state_steps is None else state_steps[i], scale, found_inf)
+
+
+def check_init(opt: Any, fused: bool | None, foreach: bool | None, differentiable: bool) -> None:
+    """Constructor checks for ``fused=True`` where torch has no fused variant, as torch makes them for
+    its own fused optimizers; GradScaler then hands over ``grad_scale``/``found_inf``."""
+    if not fused:
+        return
+    if differentiable:
+        raise RuntimeError("`fused` does not support `differentiable`")
+    if foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    opt._step_supports_amp_scaling = True
