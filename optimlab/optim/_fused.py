@@ -186,8 +186,11 @@ def active(group: dict[str, Any], params: Sequence[Tensor] | None = None) -> boo
 @contextlib.contextmanager
 def _config() -> Any:
     """Compile settings: sizes dynamic but not duck-typed (equal sizes need not stay equal), and the
-    hyperparameter floats (constants of the graph) specialized; step and lr are tensors."""
-    with torch.fx.experimental._config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True):
+    hyperparameter floats (constants of the graph) specialized; step and lr are tensors. Warnings raised
+    while compiling (torch's internal deprecation notices) are silenced."""
+    with torch.fx.experimental._config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the compiler's own deprecation notices are not the user's business
         yield
 
 
