@@ -99,10 +99,10 @@ def _sync(device: str) -> Callable[[], None]:
 
 
 def run(device: str = "cpu", rounds: int = 15, warmup: int = 3, algos: list[str] | None = None,
-        progress: Any = None) -> list[Row]:
+        progress: Any = None, shapes: list[tuple[int, ...]] | None = None) -> list[Row]:
     """Time every optimizer's paths and floor, interleaved, one optimizer at a time (memory)."""
     sync = _sync(device)
-    shapes = gpt2_mini_shapes()
+    shapes = gpt2_mini_shapes() if shapes is None else shapes
     n = sum(math.prod(s) for s in shapes)
     rows = []
     todo = [a for a in ALGOS if algos is None or a[0] in algos]

@@ -161,6 +161,7 @@ def _optim_suite() -> Any:
         raise SystemExit(f"the benchmark suite needs a source checkout ({path} is missing)")
     spec = importlib.util.spec_from_file_location("optimlab_bench_optim_suite", path)
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = mod  # type: ignore[union-attr]
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     return mod
 

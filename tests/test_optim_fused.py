@@ -198,3 +198,26 @@ def test_fused_constructor_checks_like_torch(name):
     with pytest.raises(RuntimeError, match="differentiable"):
         getattr(oo, name)(_params(), fused=True, differentiable=True)
     assert getattr(oo, name)(_params(), fused=True)._step_supports_amp_scaling
+
+
+def test_bench_suite_writes_results_and_chart(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "optim_suite.py"
+    spec = importlib.util.spec_from_file_location("optim_suite_under_test", path)
+    suite = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules[spec.name] = suite
+    spec.loader.exec_module(suite)
+    rows = suite.run("cpu", rounds=2, warmup=1, algos=["SGD", "Rprop"], shapes=[(64, 8), (8,), (3,)])
+    assert [r.name for r in rows] == ["SGD", "Rprop"]
+    assert set(rows[0].times) == {"torch for-loop", "torch foreach", "torch fused", "optimlab default",
+                                  "optimlab fused"}
+    assert "torch fused" not in rows[1].times  # torch has no fused Rprop
+    assert all(len(t) == 2 for r in rows for t in r.times.values()) and all(len(r.floor) == 2 for r in rows)
+    suite.write_results(rows, "cpu", tmp_path / "RESULTS.md", tmp_path / "chart.png", rounds=2)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| SGD |" in text and "| Rprop |" in text and torch.__version__ in text
+    assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
