@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 import types
 import warnings
 from collections.abc import Callable, Sequence
@@ -43,7 +44,7 @@ from torch import Tensor
 __all__ = ["SLOTS", "active", "apply"]
 
 #: parameters per compiled call
-SLOTS = 4
+SLOTS = int(os.environ.get("OPTIMLAB_FUSED_SLOTS", "8"))
 _DEVICES = ("cpu", "cuda")
 #: per-rule keyword overrides selecting the rule's on-device (capturable) formulas
 _OVERRIDES: dict[str, dict[str, Any]] = {"nadam_rule": {"tensor_math": True}}
@@ -75,15 +76,22 @@ class _ScalarArgs(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-@torch.library.custom_op("optimlab::hoist_scalars", mutates_args=())
+_LIB = torch.library.Library("optimlab", "FRAGMENT")
+_LIB.define("hoist_scalars(Tensor[] xs) -> Tensor")
+
+
 def _hoist_scalars(xs: list[Tensor]) -> Tensor:
-    """Identity barrier: the 0-d values ``xs``, stacked (Inductor computes them before the loops)."""
+    """Identity barrier: the 0-d values ``xs``, stacked (Inductor computes them before the loops).
+    Registered without an autograd wrapper: it is called once per compiled chunk."""
     return torch.stack(xs)
 
 
-@_hoist_scalars.register_fake
-def _(xs: list[Tensor]) -> Tensor:
+def _hoist_scalars_fake(xs: list[Tensor]) -> Tensor:
     return xs[0].new_empty((len(xs),))
+
+
+_LIB.impl("hoist_scalars", _hoist_scalars, "CompositeExplicitAutograd")
+_LIB.impl("hoist_scalars", _hoist_scalars_fake, "Meta")
 
 
 def _is_scalar(n: Any) -> bool:
@@ -187,11 +195,17 @@ def active(group: dict[str, Any], params: Sequence[Tensor] | None = None) -> boo
 def _config() -> Any:
     """Compile settings: sizes dynamic but not duck-typed (equal sizes need not stay equal), and the
     hyperparameter floats (constants of the graph) specialized; step and lr are tensors. Warnings raised
-    while compiling (torch's internal deprecation notices) are silenced."""
-    with torch.fx.experimental._config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the compiler's own deprecation notices are not the user's business
-        yield
+    while compiling (torch's internal deprecation notices) are silenced. Set and restored by hand:
+    ``config.patch`` builds a class per use, measurable at one use per chunk."""
+    fx, dyn = torch.fx.experimental._config, torch._dynamo.config
+    duck, spec = fx.use_duck_shape, dyn.specialize_float
+    fx.use_duck_shape, dyn.specialize_float = False, True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the compiler's own deprecation notices are not the user's business
+            yield
+    finally:
+        fx.use_duck_shape, dyn.specialize_float = duck, spec
 
 
 def _flat(t: Tensor) -> Tensor:
