@@ -261,7 +261,7 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     scale, found_inf = getattr(opt, "grad_scale", None), getattr(opt, "found_inf", None)
     scale = None if scale is None else scale.to(device)
     found_inf = None if found_inf is None else found_inf.to(device)
-    state_steps: list[Tensor] | None = [opt.state[p].get("step") for p in params]
+    state_steps: list[Tensor] | None = [opt.state.get(p, {}).get("step") for p in params]  # no new entries
     if not all(isinstance(t, Tensor) for t in state_steps):  # type: ignore[union-attr]
         state_steps = None
         if step_pos >= 0:  # a rule that reads the step needs the counters
