@@ -152,6 +152,48 @@ def cmd_plot(argv: list[str]) -> int:
     return int(plot.main(argv))
 
 
+def _optim_suite() -> Any:
+    """``benchmarks/optim_suite.py`` of this checkout (the suite is not part of the installed package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "optim_suite.py"
+    if not path.exists():
+        raise SystemExit(f"the benchmark suite needs a source checkout ({path} is missing)")
+    spec = importlib.util.spec_from_file_location("optimlab_bench_optim_suite", path)
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = mod  # type: ignore[union-attr]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time every optimizer's step on every path (interleaved) and write benchmarks/RESULTS.md + chart."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("No CUDA device is present (torch.cuda.is_available() is False).", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    suite = _optim_suite()
+    algos = [a.strip() for a in args.only.split(",")] if args.only else None
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=_console()) as progress:
+        rows = suite.run(args.device, rounds=args.rounds, algos=algos, progress=progress)
+    table = Table(title=f"optimizer step, GPT-2-mini set, {suite.machine(args.device)}, torch {torch.__version__}")
+    for col in suite.HEADER:
+        table.add_column(col, justify="left" if col == "optimizer" else "right")
+    for cells in suite.table_rows(rows):
+        table.add_row(*cells)
+    _console().print(table)
+    if not args.no_write:
+        suite.write_results(rows, args.device, rounds=args.rounds)
+        print(f"wrote {suite.HERE / 'RESULTS.md'} and {suite.HERE / 'optim_ratios.png'}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m optimlab", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -179,6 +221,13 @@ def parser() -> argparse.ArgumentParser:
     fz.add_argument("--only", help="comma-separated component names")
     fz.set_defaults(fn=cmd_fuzz)
     sub.add_parser("plot-schedule", help="plot a scheduler's lr (and momentum) against step", add_help=False)
+    be = sub.add_parser("bench", help="optimizer step benchmark: torch's paths, optimlab's, the memory floor")
+    be.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    be.add_argument("--rounds", type=int, default=15)
+    be.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    be.add_argument("--only", help="comma-separated optimizer names")
+    be.add_argument("--no-write", action="store_true", help="print the table only")
+    be.set_defaults(fn=cmd_bench)
     return p
 
 

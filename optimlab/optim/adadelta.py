@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _fused
 from ._many import Many
 from .optimizer import Optimizer, use_grad_for_differentiable, validate
 
@@ -53,7 +54,7 @@ class Adadelta(Optimizer):
 
     def __init__(self, params: Any, lr: float | Tensor = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0, foreach: bool | None = None, *, capturable: bool = False,
-                 maximize: bool = False, differentiable: bool = False) -> None:
+                 maximize: bool = False, differentiable: bool = False, fused: bool | None = None) -> None:
         validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
         validate(0.0 <= lr, f"Invalid learning rate: {lr}")
         validate(0.0 <= rho <= 1.0, f"Invalid rho value: {rho}")
@@ -61,7 +62,10 @@ class Adadelta(Optimizer):
         validate(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize, capturable=capturable,
                         foreach=foreach, differentiable=differentiable)
+        if fused is not None:  # optimlab's extension (torch has no fused variant): kept out of torch's defaults
+            defaults["fused"] = fused
         super().__init__(params, defaults)
+        _fused.check_init(self, fused, defaults.get("foreach"), differentiable)
 
     _group_defaults = (("foreach", None), ("maximize", False), ("differentiable", False), ("capturable", False))
     _scalar_state = ()

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _fused
 from ._many import Many, each
 from .optimizer import Optimizer, compiling, scalar_dtype, use_grad_for_differentiable, validate
 
@@ -67,13 +68,16 @@ class ASGD(Optimizer):
 
     def __init__(self, params: Any, lr: float | Tensor = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
                  t0: float = 1e6, weight_decay: float = 0, foreach: bool | None = None, maximize: bool = False,
-                 differentiable: bool = False, capturable: bool = False) -> None:
+                 differentiable: bool = False, capturable: bool = False, *, fused: bool | None = None) -> None:
         validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
         validate(0.0 <= lr, f"Invalid learning rate: {lr}")
         validate(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
         defaults = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, capturable=capturable)
+        if fused is not None:  # optimlab's extension (torch has no fused variant): kept out of torch's defaults
+            defaults["fused"] = fused
         super().__init__(params, defaults)
+        _fused.check_init(self, fused, defaults.get("foreach"), differentiable)
 
     _group_defaults = (("foreach", None), ("maximize", False), ("differentiable", False), ("capturable", False))
     _scalar_state = ("eta", "mu")

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _fused
 from ._many import value
 from .optimizer import Optimizer, compiling, scalar_dtype, use_grad_for_differentiable, validate, validate_common
 
@@ -71,13 +72,16 @@ class NAdam(Optimizer):
     def __init__(self, params: Any, lr: float | Tensor = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, momentum_decay: float = 4e-3,
                  decoupled_weight_decay: bool = False, *, foreach: bool | None = None, maximize: bool = False,
-                 capturable: bool = False, differentiable: bool = False) -> None:
+                 capturable: bool = False, differentiable: bool = False, fused: bool | None = None) -> None:
         validate_common(lr, eps, weight_decay, betas)
         validate(0.0 <= momentum_decay, f"Invalid momentum_decay value: {momentum_decay}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
                         capturable=capturable, differentiable=differentiable)
+        if fused is not None:  # optimlab's extension (torch has no fused variant): kept out of torch's defaults
+            defaults["fused"] = fused
         super().__init__(params, defaults)
+        _fused.check_init(self, fused, defaults.get("foreach"), differentiable)
 
     _group_defaults = (
         ("maximize", False), ("foreach", None), ("capturable", False), ("differentiable", False),

@@ -50,6 +50,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from . import _fused
 from ._many import Many
 
 __all__ = ["Optimizer", "compiling", "scalar_dtype", "use_grad_for_differentiable", "validate", "validate_common"]
@@ -155,8 +156,9 @@ class Optimizer(torch.optim.Optimizer):
     def _use_foreach(group: dict[str, Any], params: Sequence[Tensor]) -> bool:
         """torch's default: the multi-tensor path when every parameter is a plain tensor on an
         accelerator and the step is not differentiable; ``foreach=True/False`` forces it. ``fused``
-        runs the rule on lists on accelerators, and per tensor on CPU, where that loop measured
-        2-2.5x faster than the foreach ops (benchmarks/bench_optim.py)."""
+        normally runs the compiled rule (:mod:`._fused`); where it cannot (under an outer
+        torch.compile, or after a compiler failure) it runs the rule on lists on accelerators, and
+        per tensor on CPU, where that loop measured 2-2.5x faster than the foreach ops."""
         if group.get("fused"):
             return not all(p.device.type == "cpu" for p in params)
         foreach = group.get("foreach")
@@ -227,16 +229,20 @@ class Optimizer(torch.optim.Optimizer):
 
     def _unscale(self, group: dict[str, Any], grads: list[Tensor]) -> list[Tensor]:
         """GradScaler's contract for fused optimizers: divide by ``grad_scale`` (the update is
-        skipped by :meth:`_skip` when ``found_inf``)."""
+        skipped by :meth:`_skip` when ``found_inf``). The compiled fused path (:mod:`._fused`)
+        divides inside its kernel instead, so there the gradients pass through."""
         scale = getattr(self, "grad_scale", None)
-        if group.get("fused") and scale is not None:
+        if group.get("fused") and scale is not None and not _fused.active(group):
             return [g / scale.to(g.device) for g in grads]
         return grads
 
     def _skip(self, group: dict[str, Any]) -> bool:
-        """Whether GradScaler reported inf/NaN gradients to this fused optimizer (then no update)."""
+        """Whether GradScaler reported inf/NaN gradients to this fused optimizer (then no update).
+        The compiled fused path masks its update by ``found_inf`` on the device: no host sync."""
         found_inf = getattr(self, "found_inf", None)
-        return bool(group.get("fused") and found_inf is not None and float(found_inf) != 0.0)
+        if not group.get("fused") or found_inf is None or _fused.active(group):
+            return False
+        return float(found_inf) != 0.0
 
     def _count(self, group: dict[str, Any], steps: Sequence[Tensor], tensor: bool = False) -> list[Any]:
         """Advance the step counters; return each step as a Python float, or the tensors themselves
@@ -277,6 +283,8 @@ class Optimizer(torch.optim.Optimizer):
         """
         if not lists or not lists[0]:
             return
+        if group.get("fused") and _fused.active(group, lists[0]):
+            return _fused.apply(self, rule, group, lists, hyper)
         if not self._use_foreach(group, lists[0]) or any(
             isinstance(t, Tensor) and t.is_sparse for t in lists[1]
         ):

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _fused
 from ._many import each
 from .optimizer import Optimizer, compiling, use_grad_for_differentiable, validate_common
 
@@ -80,12 +81,15 @@ class RAdam(Optimizer):
     def __init__(self, params: Any, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
                  foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False) -> None:
+                 differentiable: bool = False, fused: bool | None = None) -> None:
         validate_common(lr, eps, weight_decay, betas)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize, foreach=foreach,
                         capturable=capturable, decoupled_weight_decay=decoupled_weight_decay,
                         differentiable=differentiable)
+        if fused is not None:  # optimlab's extension (torch has no fused variant): kept out of torch's defaults
+            defaults["fused"] = fused
         super().__init__(params, defaults)
+        _fused.check_init(self, fused, defaults.get("foreach"), differentiable)
 
     _group_defaults = (
         ("foreach", None), ("maximize", False), ("differentiable", False), ("decoupled_weight_decay", False),
