@@ -188,7 +188,9 @@ def active(group: dict[str, Any], params: Sequence[Tensor] | None = None) -> boo
     if not group.get("fused") or torch.compiler.is_compiling():
         return False
     ps = group["params"] if params is None else params
-    return all(p.device.type in _DEVICES and p.device.type not in _failed for p in ps)
+    # plain tensors only: a tensor subclass (FSDP2's DTensor) has no storage of its own to alias flat
+    return all(type(p) in (Tensor, torch.nn.Parameter) and p.device.type in _DEVICES
+               and p.device.type not in _failed for p in ps)
 
 
 @contextlib.contextmanager
