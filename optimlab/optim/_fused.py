@@ -45,6 +45,8 @@ __all__ = ["SLOTS", "active", "apply"]
 
 #: parameters per compiled call
 SLOTS = int(os.environ.get("OPTIMLAB_FUSED_SLOTS", "8"))
+#: graphs one rule may compile in a process (distinct flags/hyperparameters/dtypes), above Dynamo's default 8
+RECOMPILE_LIMIT = 256
 _DEVICES = ("cpu", "cuda")
 #: per-rule keyword overrides selecting the rule's on-device (capturable) formulas
 _OVERRIDES: dict[str, dict[str, Any]] = {"nadam_rule": {"tensor_math": True}}
@@ -200,14 +202,17 @@ def _config() -> Any:
     while compiling (torch's internal deprecation notices) are silenced. Set and restored by hand:
     ``config.patch`` builds a class per use, measurable at one use per chunk."""
     fx, dyn = torch.fx.experimental._config, torch._dynamo.config
-    duck, spec = fx.use_duck_shape, dyn.specialize_float
-    fx.use_duck_shape, dyn.specialize_float = False, True
+    duck, spec, limit = fx.use_duck_shape, dyn.specialize_float, dyn.recompile_limit
+    # Each (rule flags, hyperparameter values, dtypes) is one graph of the rule's entry point; Dynamo's default
+    # budget of 8 per code object is spent by a few optimizers in one process (a sweep, a test suite), after
+    # which fullgraph compilation raises and fused=True would fall back for good.
+    fx.use_duck_shape, dyn.specialize_float, dyn.recompile_limit = False, True, max(limit, RECOMPILE_LIMIT)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the compiler's own deprecation notices are not the user's business
             yield
     finally:
-        fx.use_duck_shape, dyn.specialize_float = duck, spec
+        fx.use_duck_shape, dyn.specialize_float, dyn.recompile_limit = duck, spec, limit
 
 
 def _flat(t: Tensor) -> Tensor:

@@ -173,6 +173,22 @@ def compare_optimizers(ours: torch.optim.Optimizer, ref: torch.optim.Optimizer, 
     return diff
 
 
+def stepper(opt: torch.optim.Optimizer, model: nn.Module, step: Callable[..., Any], closure: bool,
+             x: torch.Tensor, y: torch.Tensor) -> Callable[[], Any]:
+    """A thunk for one step of ``opt`` on batch ``(x, y)``: through ``step(closure)``, or after one backward
+    (the loss is returned only by the closure form)."""
+    def loss_closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_of(model, x, y)
+        loss.backward()
+        return loss
+
+    if closure:
+        return lambda: step(loss_closure)
+    loss_closure()
+    return lambda: (step(), None)[1]
+
+
 def run_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu", steps: int | None = None,
              ours_cls: type | None = None, ref_cls: type | None = None, seed: int = 0,
              kwargs: dict[str, Any] | None = None, compile: bool = False, **compile_kw: Any) -> CaseResult:
@@ -200,19 +216,9 @@ def run_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu
     for step in range(1, steps + 1):
         x, y = batch(kind, step, dtype, device, seed)
 
-        def stepper(opt: torch.optim.Optimizer, model: nn.Module) -> Callable[[], Any]:
-            def closure() -> torch.Tensor:
-                opt.zero_grad()
-                loss = loss_of(model, x, y)
-                loss.backward()
-                return loss
 
-            if use_closure:
-                return lambda: opt.step(closure)
-            closure()
-            return lambda: (opt.step(), None)[1]
-
-        l_o, l_r, problem, raised = call_both(stepper(o, m_o), stepper(r, m_r))
+        l_o, l_r, problem, raised = call_both(stepper(o, m_o, o.step, use_closure, x, y),
+                                              stepper(r, m_r, r.step, use_closure, x, y))
         step_diff = compare.Diff(ok=problem is None, what=problem or "")
         if not raised and use_closure:
             step_diff.merge(compare.tensors(l_o, l_r, "closure loss", case.bitwise))

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..catalog import Case, Component
 from ._common import call_both, dtype_name
-from .optim import batch, build, loss_of, make_model
+from .optim import batch, build, make_model, stepper
 from .results import CaseResult
 from .tolerances import COMPILED_FACTOR, compiled_floor
 
@@ -82,20 +82,6 @@ def max_error(ours: torch.optim.Optimizer, ref: torch.optim.Optimizer, m_o: nn.M
     return err
 
 
-def _stepper(opt: torch.optim.Optimizer, model: nn.Module, step: Callable[..., Any], closure: bool,
-             x: torch.Tensor, y: torch.Tensor) -> Callable[[], Any]:
-    def loss_closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = loss_of(model, x, y)
-        loss.backward()
-        return loss
-
-    if closure:
-        return lambda: step(loss_closure)
-    loss_closure()
-    return lambda: (step(), None)[1]
-
-
 def _trajectory(cls: type, case: Case, kw: dict[str, Any], kind: str, dtype: torch.dtype, device: str, seed: int,
                 steps: int, compiled: bool, ref: tuple[torch.optim.Optimizer, nn.Module] | None = None,
                 fullgraph: bool = False) -> tuple[list[float], list[int]]:
@@ -111,8 +97,8 @@ def _trajectory(cls: type, case: Case, kw: dict[str, Any], kind: str, dtype: tor
     ref_opt, ref_model = ref
     for i in range(1, steps + 1):
         x, y = batch(kind, i, dtype, device, seed)
-        _stepper(opt, model, step, bool(case.get("closure")), x, y)()
-        _stepper(ref_opt, ref_model, ref_opt.step, bool(case.get("closure")), x, y)()
+        stepper(opt, model, step, bool(case.get("closure")), x, y)()
+        stepper(ref_opt, ref_model, ref_opt.step, bool(case.get("closure")), x, y)()
         errs.append(max_error(opt, ref_opt, model, ref_model))
         graphs.append(counter.graphs)
     return errs, graphs
