@@ -11,7 +11,7 @@ import optimlab.optim as oo
 from optimlab.catalog import components
 from optimlab.parity import compare
 from optimlab.parity._common import call_both
-from optimlab.parity.optim import batch, compare_optimizers, loss_of, make_model
+from optimlab.parity.optim import batch, compare_optimizers, make_model, stepper
 from optimlab.parity.sched import _builder, hyper, make_optimizer, metric_at
 from optimlab.parity.tolerances import SCHED
 
@@ -29,18 +29,7 @@ CONFIGS = {
 def _steps(opt, model, start: int, n: int, kind: str = "mlp", closure: bool = False) -> None:
     for step in range(start, start + n):
         x, y = batch(kind, step, torch.float64, "cpu")
-
-        def loss() -> torch.Tensor:
-            opt.zero_grad()
-            value = loss_of(model, x, y)
-            value.backward()
-            return value
-
-        if closure:
-            opt.step(loss)
-        else:
-            loss()
-            opt.step()
+        stepper(opt, model, opt.step, closure, x, y)()
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
