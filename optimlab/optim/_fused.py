@@ -41,6 +41,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._many import PLAIN
+
 __all__ = ["SLOTS", "active", "apply"]
 
 #: parameters per compiled call
@@ -191,7 +193,7 @@ def active(group: dict[str, Any], params: Sequence[Tensor] | None = None) -> boo
         return False
     ps = group["params"] if params is None else params
     # plain tensors only: a tensor subclass (FSDP2's DTensor) has no storage of its own to alias flat
-    return all(type(p) in (Tensor, torch.nn.Parameter) and p.device.type in _DEVICES
+    return all(type(p) in PLAIN and p.device.type in _DEVICES
                and p.device.type not in _failed for p in ps)
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-_PLAIN = (Tensor, torch.nn.Parameter)  # types _foreach_copy_ handles (torch's own foreach type check)
+#: plain tensor types: what torch's foreach ops and a flat storage alias handle (not subclasses such as DTensor)
+PLAIN = (Tensor, torch.nn.Parameter)
 
 
 def _unwrap(x: Any) -> Any:
@@ -50,7 +51,7 @@ class Many:
     def copy_(self, src: Many) -> Many:
         """One ``_foreach_copy_``; per tensor for tensor subclasses such as FSDP2's DTensor parameters,
         which have no sharding rule for ``_foreach_copy_``."""
-        if all(type(t) in _PLAIN for t in self.tensors) and all(type(t) in _PLAIN for t in src.tensors):
+        if all(type(t) in PLAIN for t in self.tensors) and all(type(t) in PLAIN for t in src.tensors):
             torch._foreach_copy_(self.tensors, src.tensors)
         else:
             for dst, s in zip(self.tensors, src.tensors, strict=True):

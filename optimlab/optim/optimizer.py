@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from . import _fused
-from ._many import Many
+from ._many import PLAIN, Many
 
 __all__ = ["Optimizer", "compiling", "scalar_dtype", "use_grad_for_differentiable", "validate", "validate_common"]
 
@@ -114,7 +114,7 @@ def scalar_dtype(fused: bool | None = None) -> torch.dtype:
 
 
 def _foreach_capable(t: Tensor) -> bool:
-    return type(t) in (Tensor, torch.nn.Parameter) and t.device.type in ("cuda", "xpu", "mps", "mtia")
+    return type(t) in PLAIN and t.device.type in ("cuda", "xpu", "mps", "mtia")
 
 
 def _real(t: Any) -> Any:
