@@ -29,11 +29,9 @@ tolerance. Under an outer ``torch.compile`` the rule runs inline, for the outer 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import os
-import types
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -47,15 +45,16 @@ __all__ = ["SLOTS", "active", "apply"]
 
 #: parameters per compiled call
 SLOTS = int(os.environ.get("OPTIMLAB_FUSED_SLOTS", "8"))
-#: graphs one rule may compile in a process (distinct flags/hyperparameters/dtypes), above Dynamo's default 8
-RECOMPILE_LIMIT = 256
+#: elements per traced slot: the compiler's size hint
+HINT = 1 << 20
 _DEVICES = ("cpu", "cuda")
 #: per-rule keyword overrides selecting the rule's on-device (capturable) formulas
 _OVERRIDES: dict[str, dict[str, Any]] = {"nadam_rule": {"tensor_math": True}}
 #: per-parameter scalar arguments that the fused call passes as None (capturable branch)
 _NONE_ARGS: dict[str, tuple[str, ...]] = {"asgd_rule": ("eta", "mu")}
 
-_compiled: dict[str, Callable[..., Any]] = {}
+#: compiled chunks by (rule, constant hyperparameters, input layout, device)
+_kernels: dict[tuple[Any, ...], Callable[..., Any]] = {}
 _failed: set[str] = set()
 _warned: set[str] = set()
 _dummies: dict[tuple[Any, ...], list[Tensor]] = {}
@@ -176,14 +175,51 @@ def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequen
                 steps[i].sub_(found_inf.to(steps[i].dtype))
 
 
-def _compiled_for(name: str) -> Callable[..., Any]:
-    """One compiled entry point per rule (its own code object, so its own recompile budget)."""
-    if name not in _compiled:
-        code = _chunk.__code__.replace(co_name=f"fused_{name}")
-        fn = types.FunctionType(code, _chunk.__globals__, f"fused_{name}", _chunk.__defaults__)
-        _compiled[name] = torch.compile(fn, dynamic=True, fullgraph=True,
-                                        options={"post_grad_custom_post_pass": _Hoist()})
-    return _compiled[name]
+def _spec_inputs(spec: tuple[Any, ...], device: torch.device) -> list[Tensor]:
+    """Example inputs of a chunk graph: slot ``i`` of every 1-D argument ``2^20 + 17i`` elements long
+    (uninitialised, never touched: tracing runs on fake tensors), so that the traced sizes are one
+    symbol per slot (shared by that slot's tensors, distinct between slots) and the compiler's size
+    hints are those of a large parameter (Inductor parallelises its loops by them); 0-d arguments
+    and the extras (steps, scale, found_inf, lr) as they come."""
+    kinds, step_dtype, scale, found_inf, lr = spec
+    out = [torch.empty(() if k[1] == 0 else HINT + 17 * i, dtype=k[0], device=device)
+           for k in kinds if k is not None for i in range(SLOTS)]
+    if step_dtype is not None:
+        out += [torch.ones((), dtype=step_dtype, device=device) for _ in range(SLOTS)]
+    out += [torch.ones((), dtype=torch.float32, device=device) for flag in (scale, found_inf) if flag]
+    if lr:
+        out.append(torch.ones(1, dtype=torch.float64, device=device))
+    return out
+
+
+def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, device: torch.device) -> Callable[..., Any]:
+    """``_chunk(fn, …)`` over flat tensor inputs (laid out by ``spec``): traced once by ``make_fx`` with
+    symbolic sizes and compiled by Inductor. The result is called directly, with no Dynamo frame or
+    guards in between: :func:`apply` keys it by everything the graph specializes on."""
+    kinds, step_dtype, scale, found_inf, lr = spec
+
+    def flat_body(*flat: Tensor) -> tuple[()]:
+        it = iter(flat)
+        lists = [[next(it) for _ in range(SLOTS)] if k is not None else [None] * SLOTS for k in kinds]
+        steps = [next(it) for _ in range(SLOTS)] if step_dtype is not None else None
+        s = next(it) if scale else None
+        f = next(it) if found_inf else None
+        _chunk(fn, lists, steps, step_pos, s, f, next(it) if lr else None)
+        return ()
+
+    example = _spec_inputs(spec, device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the compiler's own deprecation notices are not the user's business
+        from torch._inductor.compile_fx import compile_fx
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        gm = make_fx(flat_body, tracing_mode="symbolic")(*example)
+        fakes = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
+        if hasattr(gm, "shape_env"):
+            del gm.shape_env  # unpicklable: it would keep the graph out of Inductor's on-disk cache
+        with torch._guards.tracing(torch._guards.TracingContext(fakes[0].fake_mode)), \
+                torch._inductor.config.patch(post_grad_custom_post_pass=_Hoist()):
+            return compile_fx(gm, fakes)
 
 
 # ------------------------------------------------------------------------------------- dispatch
@@ -197,43 +233,14 @@ def active(group: dict[str, Any], params: Sequence[Tensor] | None = None) -> boo
                and p.device.type not in _failed for p in ps)
 
 
-@contextlib.contextmanager
-def _config() -> Any:
-    """Compile settings: sizes dynamic but not duck-typed (equal sizes need not stay equal), and the
-    hyperparameter floats (constants of the graph) specialized; step and lr are tensors. Warnings raised
-    while compiling (torch's internal deprecation notices) are silenced. Set and restored by hand:
-    ``config.patch`` builds a class per use, measurable at one use per chunk."""
-    fx, dyn = torch.fx.experimental._config, torch._dynamo.config
-    duck, spec, limit = fx.use_duck_shape, dyn.specialize_float, dyn.recompile_limit
-    # Each (rule flags, hyperparameter values, dtypes) is one graph of the rule's entry point; Dynamo's default
-    # budget of 8 per code object is spent by a few optimizers in one process (a sweep, a test suite), after
-    # which fullgraph compilation raises and fused=True would fall back for good.
-    fx.use_duck_shape, dyn.specialize_float, dyn.recompile_limit = False, True, max(limit, RECOMPILE_LIMIT)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the compiler's own deprecation notices are not the user's business
-            yield
-    finally:
-        fx.use_duck_shape, dyn.specialize_float, dyn.recompile_limit = duck, spec, limit
-
-
-def _flat(t: Tensor) -> Tensor:
-    """A 1-D alias of contiguous ``t`` with no autograd/view base (Dynamo guards on a view's base)."""
-    return torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage(), t.storage_offset(),
-                                                               (t.numel(),), (1,))
-
-
-def _fits(items: Sequence[Any]) -> bool:
-    return all(not isinstance(t, Tensor) or t.dim() == 0 or (t.is_contiguous() and not t.is_sparse)
-               for t in items) and items[0].numel() >= 2
-
-
-def _dummy(kinds: tuple[Any, ...], slot: int, device: torch.device) -> list[Any]:
-    """The private stand-ins for an empty slot: a 2-element (or 0-d) tensor per tensor argument."""
-    key = (kinds, slot, device)
+def _dummy(kinds: tuple[Any, ...], step_dtype: Any, slot: int, device: torch.device) -> list[Any]:
+    """The private stand-ins for an empty slot: a 2-element (or 0-d) tensor per tensor argument, and a
+    step counter (last)."""
+    key = (kinds, step_dtype, slot, device)
     if key not in _dummies:
         _dummies[key] = [torch.ones(() if k[1] == 0 else 2, dtype=k[0], device=device) if k else None
                          for k in kinds]
+        _dummies[key].append(None if step_dtype is None else torch.ones((), dtype=step_dtype, device=device))
     return _dummies[key]
 
 
@@ -258,12 +265,54 @@ def _eager(rule: Callable[..., Any], items: Sequence[Any], hyper: dict[str, Any]
     rule(*items, **hyper)
 
 
+def _key_value(v: Any) -> Any:
+    """A hyperparameter as part of a kernel's cache key (a plain tensor hyperparameter by its value)."""
+    return float(v) if isinstance(v, Tensor) else v
+
+
+def _kernel(rule: Callable[..., Any], hyper: dict[str, Any], spec: tuple[Any, ...], step_pos: int,
+            device: torch.device) -> Callable[..., Any]:
+    """The compiled chunk of ``rule`` for these constants and this input layout (built on first use)."""
+    consts = {k: _key_value(v) for k, v in hyper.items()}
+    key = (rule.__name__, tuple(sorted(consts.items())), spec, device)
+    kernel = _kernels.get(key)
+    if kernel is None:
+        kernel = _kernels[key] = _compile(functools.partial(rule, **consts), spec, step_pos, device)
+    return kernel
+
+
+def _layout(items: Sequence[Any], step_pos: int) -> tuple[Any, ...] | None:
+    """A parameter's argument kinds ((dtype, dim), or None for a None argument), or None when the
+    chunks cannot take it (not contiguous, sparse, fewer than 2 elements, another per-parameter value)."""
+    p = items[0]
+    if p.numel() < 2:
+        return None
+    kinds: list[Any] = []
+    for j, t in enumerate(items):
+        if j == step_pos or t is None:
+            kinds.append(None)
+        elif not isinstance(t, Tensor) or t.is_sparse:
+            return None
+        elif t.dim() == 0:
+            kinds.append((t.dtype, 0))
+        elif t.is_contiguous() and t.numel() == p.numel():
+            kinds.append((t.dtype, 1))
+        else:
+            return None
+    return tuple(kinds)
+
+
+@functools.cache
+def _arg_names(rule: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(rule).parameters)
+
+
 def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequence[Sequence[Any]],
           hyper: dict[str, Any]) -> None:
     """Run ``rule(*items, **hyper)`` over ``lists`` (parameters first, gradients second, as
     :meth:`Optimizer._apply` passes them) in compiled chunks, honouring GradScaler's contract."""
     name = rule.__name__
-    names = list(inspect.signature(rule).parameters)
+    names = _arg_names(rule)
     step_pos = names.index("step") if "step" in names else -1
     params = lists[0]
     device = params[0].device
@@ -283,41 +332,44 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     if lr is not None:
         lr = (lr.detach().reshape(1).to(device=device, dtype=torch.float64, copy=True) if isinstance(lr, Tensor)
               else torch.tensor([lr], dtype=torch.float64, device=device))
-    fn = functools.partial(rule, **call_hyper)
 
     by: dict[tuple[Any, ...], list[int]] = {}
     rest: list[int] = []
-    for i in range(len(params)):
-        items = [x[i] for x in call_lists]
-        if not _fits(items):
+    for i, items in enumerate(zip(*call_lists, strict=True)):
+        kinds = _layout(items, step_pos)
+        if kinds is None:
             rest.append(i)
-            continue
-        kinds = tuple((t.dtype, t.dim()) if isinstance(t, Tensor) else None for t in items)
-        if state_steps is not None:
-            kinds = (*kinds, (state_steps[i].dtype, 0))
-        by.setdefault(kinds, []).append(i)
-    chunks = [(kinds, idx[c:c + SLOTS]) for kinds, idx in by.items() for c in range(0, len(idx), SLOTS)]
-    compiled = _compiled_for(name)
-    for n, (kinds, sel) in enumerate(chunks):
-        args = [[(_flat(x[i]) if x[i].dim() else x[i]) if isinstance(x[i], Tensor) else x[i] for i in sel]
-                for x in call_lists]
-        steps = None if state_steps is None else [state_steps[i] for i in sel]
-        for slot in range(len(sel), SLOTS):
-            dummy = _dummy(kinds, slot, device)
-            for j, x in enumerate(args):
-                x.append(dummy[j] if kinds[j] else x[0])
-            if steps is not None:
-                steps.append(dummy[-1])
+        else:
+            by.setdefault((kinds, None if state_steps is None else state_steps[i].dtype), []).append(i)
+    extras = [t for t in (scale, found_inf, lr) if t is not None]
+    todo = list(by.items())
+    for n, ((kinds, step_dtype), idx) in enumerate(todo):
+        spec = (kinds, step_dtype, scale is not None, found_inf is not None, lr is not None)
         try:
-            with _config():
-                compiled(fn, args, steps, step_pos, scale, found_inf, lr)
+            kernel = _kernel(rule, call_hyper, spec, step_pos, device)
         except Exception as err:  # noqa: BLE001 - any compiler failure: warn once, run unfused
             _failed.add(device.type)
             _warn_once(device.type, err)
-            rest.extend(i for _, later in chunks[n:] for i in later)
+            rest.extend(i for _, later in todo[n:] for i in later)
             break
+        for c in range(0, len(idx), SLOTS):
+            sel = idx[c:c + SLOTS]
+            dummies = [_dummy(kinds, step_dtype, slot, device) for slot in range(len(sel), SLOTS)]
+            flat: list[Tensor] = []
+            for j, k in enumerate(kinds):
+                if k is not None:
+                    x = call_lists[j]
+                    flat += [x[i].view(-1) for i in sel] if k[1] else [x[i] for i in sel]
+                    flat += [d[j] for d in dummies]
+            if state_steps is not None:
+                flat += [state_steps[i] for i in sel]
+                flat += [d[-1] for d in dummies]
+            kernel(*flat, *extras)
     for i in rest:
-        _eager(rule, [x[i] for x in lists], hyper, None if state_steps is None else state_steps[i], scale, found_inf)
+        items = [x[i] for x in lists]
+        if step_pos >= 0 and isinstance(items[step_pos], Tensor):
+            items[step_pos] = items[step_pos].item()  # the unfused rule's Python-number step
+        _eager(rule, items, hyper, None if state_steps is None else state_steps[i], scale, found_inf)
 
 
 def check_init(opt: Any, fused: bool | None, foreach: bool | None, differentiable: bool) -> None:
