@@ -55,6 +55,12 @@ _NONE_ARGS: dict[str, tuple[str, ...]] = {"asgd_rule": ("eta", "mu")}
 
 #: compiled chunks by (rule, constant hyperparameters, input layout, device)
 _kernels: dict[tuple[Any, ...], Callable[..., Any]] = {}
+#: Inductor settings for the chunks. ``size_asserts``: no per-input size/stride check at each call
+#: (:func:`_layout` admits only contiguous tensors of their parameter's size, passed flat), ~15 µs a
+#: call. ``cpp.vec_isa_ok``: take the vector ISAs that /proc/cpuinfo lists instead of building and
+#: loading a probe program per ISA (~8 s on a fresh cache, ~1.4 s per process after); if the
+#: compiler then cannot build for them, the compile fails and fused=True falls back (warning once).
+_INDUCTOR: dict[str, Any] = {"size_asserts": False, "cpp.vec_isa_ok": True}
 _failed: set[str] = set()
 _warned: set[str] = set()
 _dummies: dict[tuple[Any, ...], list[Tensor]] = {}
@@ -80,21 +86,22 @@ class _ScalarArgs(torch.overrides.TorchFunctionMode):
 
 
 _LIB = torch.library.Library("optimlab", "FRAGMENT")
-_LIB.define("hoist_scalars(Tensor[] xs) -> Tensor")
+_LIB.define("hoist_barrier(Tensor x) -> Tensor")
 
 
-def _hoist_scalars(xs: list[Tensor]) -> Tensor:
-    """Identity barrier: the 0-d values ``xs``, stacked (Inductor computes them before the loops).
-    Registered without an autograd wrapper: it is called once per compiled chunk."""
-    return torch.stack(xs)
+def _hoist_barrier(x: Tensor) -> Tensor:
+    """A copy of ``x`` that Inductor cannot see through: the stacked 0-d values the element loops
+    read are computed once, before the loops, instead of being inlined into them. Registered without
+    an autograd wrapper: it is called once per compiled chunk."""
+    return x.clone()
 
 
-def _hoist_scalars_fake(xs: list[Tensor]) -> Tensor:
-    return xs[0].new_empty((len(xs),))
+def _hoist_barrier_fake(x: Tensor) -> Tensor:
+    return torch.empty_like(x)
 
 
-_LIB.impl("hoist_scalars", _hoist_scalars, "CompositeExplicitAutograd")
-_LIB.impl("hoist_scalars", _hoist_scalars_fake, "Meta")
+_LIB.impl("hoist_barrier", _hoist_barrier, "CompositeExplicitAutograd")
+_LIB.impl("hoist_barrier", _hoist_barrier_fake, "Meta")
 
 
 def _is_scalar(n: Any) -> bool:
@@ -104,8 +111,8 @@ def _is_scalar(n: Any) -> bool:
 
 class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
     """Post-grad pass: every functional 0-d computation that depends only on inputs moves to the
-    top, and the values element loops read go through one :func:`_hoist_scalars` barrier (per
-    dtype/device), so each loop reads a precomputed number instead of recomputing it per vector."""
+    top, and the values element loops read are stacked into one vector behind a :func:`_hoist_barrier`
+    (per dtype/device), so each loop reads a precomputed number instead of recomputing it per vector."""
 
     def __call__(self, graph: torch.fx.Graph) -> None:
         hoisted: list[torch.fx.Node] = []
@@ -128,20 +135,27 @@ class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
             anchor.append(node)
             anchor = node
         for nodes in read.values():
+            rows = []
+            for node in nodes:
+                with graph.inserting_after(anchor):
+                    anchor = graph.call_function(torch.ops.aten.unsqueeze.default, (node, 0))
+                rows.append(anchor)
             with graph.inserting_after(anchor):
-                stacked = graph.call_function(torch.ops.optimlab.hoist_scalars.default, (list(nodes),))
+                values = graph.call_function(torch.ops.aten.cat.default, (rows,))
+            with graph.inserting_after(values):
+                stacked = graph.call_function(torch.ops.optimlab.hoist_barrier.default, (values,))
             anchor = stacked
             for i, node in enumerate(nodes):
                 with graph.inserting_after(anchor):
                     sel = graph.call_function(torch.ops.aten.select.int, (stacked, 0, i))
                 anchor = sel
                 for u in list(node.users):
-                    if u not in seen and u is not stacked and u.op != "output":
+                    if u not in seen and u not in rows and u.op != "output":
                         u.replace_input_with(node, sel)
         graph.lint()
 
     def uuid(self) -> str:
-        return "optimlab-fused-hoist-1"
+        return "optimlab-fused-hoist-2"
 
 
 def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequence[Tensor] | None,
@@ -152,8 +166,10 @@ def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequen
     with _ScalarArgs():
         for i in range(len(lists[0])):
             items = [x[i] for x in lists]
-            if step_pos >= 0:
-                items[step_pos] = steps[i].to(torch.float64)  # type: ignore[index]
+            if steps is not None:
+                steps[i].add_(1)  # the counters advance here (Optimizer._count leaves them to the fused path)
+                if step_pos >= 0:
+                    items[step_pos] = steps[i].to(torch.float64)
             if found_inf is None:
                 if scale is not None:
                     items[1] = items[1] / scale
@@ -218,7 +234,7 @@ def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, devic
         if hasattr(gm, "shape_env"):
             del gm.shape_env  # unpicklable: it would keep the graph out of Inductor's on-disk cache
         with torch._guards.tracing(torch._guards.TracingContext(fakes[0].fake_mode)), \
-                torch._inductor.config.patch(post_grad_custom_post_pass=_Hoist()):
+                torch._inductor.config.patch(post_grad_custom_post_pass=_Hoist(), **_INDUCTOR):
             return compile_fx(gm, fakes)
 
 
@@ -229,8 +245,13 @@ def active(group: dict[str, Any], params: Sequence[Tensor] | None = None) -> boo
         return False
     ps = group["params"] if params is None else params
     # plain tensors only: a tensor subclass (FSDP2's DTensor) has no storage of its own to alias flat
-    return all(type(p) in PLAIN and p.device.type in _DEVICES
-               and p.device.type not in _failed for p in ps)
+    if not all(type(p) in PLAIN for p in ps):
+        return False
+    if all(p.is_cpu for p in ps):  # the common cases without building device objects
+        return "cpu" not in _failed
+    if all(p.is_cuda for p in ps):
+        return "cuda" not in _failed
+    return all(p.device.type in _DEVICES and p.device.type not in _failed for p in ps)
 
 
 def _dummy(kinds: tuple[Any, ...], step_dtype: Any, slot: int, device: torch.device) -> list[Any]:
@@ -252,14 +273,16 @@ def _warn_once(device: str, err: BaseException) -> None:
                       RuntimeWarning, stacklevel=4)
 
 
-def _eager(rule: Callable[..., Any], items: Sequence[Any], hyper: dict[str, Any], steps: Tensor | None,
+def _eager(rule: Callable[..., Any], items: list[Any], step_pos: int, hyper: dict[str, Any], steps: Tensor | None,
            scale: Tensor | None, found_inf: Tensor | None) -> None:
-    """One parameter by the unfused rule, with GradScaler's contract (the host reads ``found_inf``)."""
+    """One parameter by the unfused rule: its counter advanced, GradScaler's contract kept (the host
+    reads ``found_inf``; on inf/NaN nothing changes, the counter included)."""
     if found_inf is not None and float(found_inf) != 0.0:
-        if steps is not None:
-            steps.sub_(1)
         return
-    items = list(items)
+    if steps is not None:
+        steps += 1
+        if step_pos >= 0:
+            items[step_pos] = steps.item()  # the unfused rule's Python-number step
     if scale is not None:
         items[1].div_(scale.to(items[1].device))
     rule(*items, **hyper)
@@ -300,6 +323,11 @@ def _layout(items: Sequence[Any], step_pos: int) -> tuple[Any, ...] | None:
         else:
             return None
     return tuple(kinds)
+
+
+def _flat(t: Tensor) -> Tensor:
+    """A contiguous tensor as 1-D (itself if it is)."""
+    return t if t.dim() == 1 else t.view(-1)
 
 
 @functools.cache
@@ -359,17 +387,15 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
             for j, k in enumerate(kinds):
                 if k is not None:
                     x = call_lists[j]
-                    flat += [x[i].view(-1) for i in sel] if k[1] else [x[i] for i in sel]
+                    flat += [_flat(x[i]) for i in sel] if k[1] else [x[i] for i in sel]
                     flat += [d[j] for d in dummies]
             if state_steps is not None:
                 flat += [state_steps[i] for i in sel]
                 flat += [d[-1] for d in dummies]
             kernel(*flat, *extras)
     for i in rest:
-        items = [x[i] for x in lists]
-        if step_pos >= 0 and isinstance(items[step_pos], Tensor):
-            items[step_pos] = items[step_pos].item()  # the unfused rule's Python-number step
-        _eager(rule, items, hyper, None if state_steps is None else state_steps[i], scale, found_inf)
+        _eager(rule, [x[i] for x in lists], step_pos, hyper, None if state_steps is None else state_steps[i],
+               scale, found_inf)
 
 
 def check_init(opt: Any, fused: bool | None, foreach: bool | None, differentiable: bool) -> None:

@@ -246,20 +246,21 @@ class Optimizer(torch.optim.Optimizer):
 
     def _count(self, group: dict[str, Any], steps: Sequence[Tensor], tensor: bool = False) -> list[Any]:
         """Advance the step counters; return each step as a Python float, or the tensors themselves
-        when ``tensor`` (capturable/differentiable math), while compiling (:func:`compiling`) and for
-        the compiled fused path.
+        when ``tensor`` (capturable/differentiable math) or while compiling (:func:`compiling`). For the
+        compiled fused path the counters are returned as they are: :func:`._fused.apply` advances them.
         Capturable needs an accelerator, as in torch (not checked while compiling, as torch)."""
         if group.get("capturable") and not compiling():
             validate(all(s.device.type in _CAPTURABLE_DEVICES for s in steps),
                      "If capturable=True, params and state_steps must be on supported devices: "
                      f"{list(_CAPTURABLE_DEVICES)}.", AssertionError)
-        fused = bool(steps) and group.get("fused") and _fused.active(group)
-        if steps and not group.get("differentiable") and (fused or steps[0].device.type != "cpu"):
+        if steps and group.get("fused") and _fused.active(group):
+            return list(steps)  # the compiled fused path advances the counters inside its kernel
+        if steps and not group.get("differentiable") and steps[0].device.type != "cpu":
             torch._foreach_add_(list(steps), 1)
         else:
             for s in steps:
                 s += 1
-        if tensor or compiling() or fused:  # the compiled fused path reads the counters on the device
+        if tensor or compiling():
             return list(steps)
         return [s.item() for s in steps]
 
