@@ -106,18 +106,7 @@ def _fit(impl: str, schedule: str, epochs: int, resume_from: str | None = None, 
     return module
 
 
-def _plateau(schedule: str):
-    """ReduceLROnPlateau is expected to fail: Lightning (and transformers' Trainer) recognise a plateau
-    scheduler by ``isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau)``, so they call optimlab's
-    ``step()`` without the metric. optimlab's class derives from ``LRScheduler`` only, because the
-    project's no-wrapping rule forbids any reference to torch's concrete scheduler classes (even as a
-    base class); the fix (deriving from torch's class, every method overridden) awaits that decision."""
-    if schedule != "plateau":
-        return schedule
-    return pytest.param(schedule, marks=pytest.mark.xfail(strict=True, raises=TypeError, reason=_plateau.__doc__))
-
-
-@pytest.mark.parametrize("schedule", [_plateau(s) for s in SCHEDULES])
+@pytest.mark.parametrize("schedule", SCHEDULES)
 def test_lightning_trainer(schedule):
     """Trainer.fit for 3 epochs with optimlab's loss, optimizer and scheduler vs torch's: the same lr
     at every training step and equal weights at the end (float32 tolerance)."""

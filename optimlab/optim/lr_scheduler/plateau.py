@@ -6,6 +6,7 @@ import math
 import warnings
 from typing import Any, Literal, SupportsFloat
 
+import torch
 from torch.optim import Optimizer
 
 from ._base import EPOCH_DEPRECATION, LRScheduler, group_vals, set_group_val
@@ -13,9 +14,15 @@ from ._base import EPOCH_DEPRECATION, LRScheduler, group_vals, set_group_val
 __all__ = ["ReduceLROnPlateau"]
 
 
-class ReduceLROnPlateau(LRScheduler):
+class ReduceLROnPlateau(LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
     """Multiply every group's lr by ``factor`` (floored at ``min_lr``) when the metric passed to
     ``step(metrics)`` has not improved for more than ``patience`` steps; then wait ``cooldown`` steps.
+
+    Its second base is torch's own ReduceLROnPlateau, for type checks only: trainers (PyTorch
+    Lightning, Hugging Face ``Trainer``) recognise a plateau scheduler by ``isinstance(s,
+    torch.optim.lr_scheduler.ReduceLROnPlateau)`` and only then pass the monitored metric to ``step``.
+    Every method torch's class defines is defined here (and tested to be), so none of its code runs;
+    torch's constructor is not called either.
 
     Improvement: ``a < best·(1 - threshold)`` (min, rel), ``a < best - threshold`` (min, abs),
     ``a > best·(1 + threshold)`` (max, rel), ``a > best + threshold`` (max, abs). A reduction smaller
