@@ -16,22 +16,35 @@ import torch
 from . import Case, Component, FuzzArg
 
 F64 = (torch.float64,)
+F32 = (torch.float32,)
+BOTH = (torch.float64, torch.float32)
 
 
 def _cases(base: Mapping[str, Any], flags: Mapping[str, Mapping[str, Any]], *, errors: Mapping[str, Mapping[str, Any]],
            groups: list[dict[str, Any]], bitwise: bool = True, foreach_bitwise: bool | None = None,
-           fused: bool = False, capturable: bool = True, complex_: bool = True,
-           lr_tensor: bool = True, sparse: bool = False) -> tuple[Case, ...]:
+           fused: bool = False, ours_fused: tuple[torch.dtype, ...] = (), capturable: bool = True,
+           complex_: bool = True, lr_tensor: bool = True, sparse: bool = False) -> tuple[Case, ...]:
     """The standard matrix for one optimizer. ``bitwise`` says whether our per-tensor path equals
     torch's bit for bit; ``foreach_bitwise`` whether torch's foreach path rounds like its for-loop
     (ours runs the same rule on both paths, so where torch's foreach reorders ops we are within
-    tolerance of it instead)."""
+    tolerance of it instead). ``ours_fused``: torch has no fused variant, ours does; every flag
+    combination then also runs with ``fused=True`` against torch's for-loop in these dtypes (each one
+    a compile; the fused tolerance of :mod:`optimlab.parity.tolerances`). Where a dtype is left out:
+    RMSprop float32: over the report's 50 steps the centered momentum buffer (g/√(E[g²]−E[g]²), a
+    cancellation) amplifies one-ulp differences until torch's own float32 for-loop is ~8e-6 from
+    float64 and ours ~1.2e-5, past the fused float32 row (tests/test_optim_fused.py checks 10 steps);
+    NAdam float64: the fused state keeps Π in float32 (torch's fused checkpoint format) and the rule's
+    tensor form computes 1 − Π in it, ~5e-8 relative from the for-loop's float64 coefficient.
+    """
     fb = bitwise if foreach_bitwise is None else foreach_bitwise
     out: list[Case] = []
     for name, kw in flags.items():
         for foreach in (False, True):
             out.append(Case(f"{name}/foreach={foreach}", {**base, **kw, "foreach": foreach},
                             bitwise=fb if foreach else bitwise))
+        if ours_fused:
+            out.append(Case(f"{name}/fused", {**base, **kw, "fused": True}, dtypes=ours_fused,
+                            extra={"ref_drop": ("fused",), "tolerance": "fused"}))
     out += [
         Case("defaults", {}, bitwise=bitwise),
         Case("groups", dict(base), bitwise=bitwise, extra={"groups": groups}),
@@ -144,7 +157,8 @@ _ADAMAX = Component(
     "optim", "Adamax",
     cases=_cases({"lr": 0.01}, {"plain": {}, "weight_decay": {"weight_decay": 0.05},
                                 "maximize-wd": {"maximize": True, "weight_decay": 0.05, "betas": (0.5, 0.9)}},
-                 groups=[{}, {"lr": 0.003}, {"weight_decay": 0.1, "betas": (0.5, 0.9)}], errors=_BETA_ERRORS),
+                 groups=[{}, {"lr": 0.003}, {"weight_decay": 0.1, "betas": (0.5, 0.9)}], ours_fused=BOTH,
+                 errors=_BETA_ERRORS),
     fuzz={"lr": FuzzArg("logfloat", 1e-4, 0.1), "weight_decay": FuzzArg("float", 0.0, 0.1),
           "maximize": FuzzArg("bool"), "foreach": FuzzArg("bool")},
 )
@@ -158,6 +172,7 @@ _NADAM = Component(
                                                        "maximize": True}},
                  foreach_bitwise=False,
                  groups=[{}, {"lr": 0.003, "momentum_decay": 0.01}, {"weight_decay": 0.1}],
+                 ours_fused=F32,
                  errors={**_BETA_ERRORS, "momentum_decay": {"momentum_decay": -0.1}}),
     fuzz_base=Case("fuzz-base", {"lr": 0.01}),  # tolerance: torch's foreach path reorders ops
     fuzz={"lr": FuzzArg("logfloat", 1e-4, 0.1), "weight_decay": FuzzArg("float", 0.0, 0.1),
@@ -172,6 +187,7 @@ _RADAM = Component(
                                 "maximize-wd": {"maximize": True, "weight_decay": 0.05, "betas": (0.8, 0.9)}},
                  foreach_bitwise=False,
                  groups=[{}, {"lr": 0.003}, {"weight_decay": 0.1, "decoupled_weight_decay": True}],
+                 ours_fused=BOTH,
                  errors=_BETA_ERRORS),
     fuzz_base=Case("fuzz-base", {"lr": 0.01}),  # tolerance: torch's foreach path reorders ops
     fuzz={"lr": FuzzArg("logfloat", 1e-4, 0.1), "weight_decay": FuzzArg("float", 0.0, 0.1),
@@ -199,6 +215,7 @@ _ADADELTA = Component(
     cases=_cases({"lr": 0.5}, {"plain": {}, "rho": {"rho": 0.5}, "weight_decay": {"weight_decay": 0.05},
                                "maximize-wd": {"maximize": True, "weight_decay": 0.05, "eps": 1e-4}},
                  groups=[{}, {"lr": 0.1, "rho": 0.95}, {"weight_decay": 0.1}],
+                 ours_fused=BOTH,
                  errors={"lr": {"lr": -0.1}, "rho": {"rho": 1.5}, "eps": {"eps": -1e-6},
                          "weight_decay": {"weight_decay": -0.1}}),
     fuzz={"lr": FuzzArg("logfloat", 1e-3, 2.0), "rho": FuzzArg("float", 0.0, 1.0),
@@ -213,6 +230,7 @@ _RMSPROP = Component(
                                 "centered-momentum-wd-maximize": {"centered": True, "momentum": 0.9,
                                                                   "weight_decay": 0.05, "maximize": True}},
                  groups=[{}, {"lr": 0.003, "centered": True}, {"momentum": 0.5, "weight_decay": 0.1}],
+                 ours_fused=F64,
                  errors={"lr": {"lr": -0.1}, "eps": {"eps": -1e-8}, "momentum": {"momentum": -0.5},
                          "weight_decay": {"weight_decay": -0.1}, "alpha": {"alpha": -0.5}}),
     fuzz={"lr": FuzzArg("logfloat", 1e-4, 0.1), "alpha": FuzzArg("float", 0.5, 0.999),
@@ -226,6 +244,7 @@ _RPROP = Component(
                                 "step_sizes": {"step_sizes": (1e-3, 0.02)},
                                 "maximize-etas": {"maximize": True, "etas": (0.6, 1.1)}},
                  groups=[{}, {"lr": 0.003, "etas": (0.4, 1.3)}, {"step_sizes": (1e-4, 0.05)}],
+                 ours_fused=BOTH,
                  errors={"lr": {"lr": -0.1}, "eta-minus": {"etas": (1.5, 1.2)}, "eta-plus": {"etas": (0.5, 0.9)}}),
     fuzz={"lr": FuzzArg("logfloat", 1e-4, 0.1), "maximize": FuzzArg("bool"), "foreach": FuzzArg("bool")},
 )
@@ -236,6 +255,7 @@ _ASGD = Component(
                                 "lambd-alpha-maximize": {"lambd": 0.01, "alpha": 0.5, "maximize": True, "t0": 5.0}},
                  foreach_bitwise=False,
                  groups=[{}, {"lr": 0.01, "t0": 3.0}, {"weight_decay": 0.1, "lambd": 0.001}],
+                 ours_fused=BOTH,
                  errors={"lr": {"lr": -0.1}, "weight_decay": {"weight_decay": -0.1}}),
     fuzz_base=Case("fuzz-base", {"lr": 0.05}),  # tolerance: torch's foreach path reorders ops
     fuzz={"lr": FuzzArg("logfloat", 1e-4, 0.1), "lambd": FuzzArg("float", 0.0, 0.01),

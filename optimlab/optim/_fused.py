@@ -52,6 +52,8 @@ _DEVICES = ("cpu", "cuda")
 _OVERRIDES: dict[str, dict[str, Any]] = {"nadam_rule": {"tensor_math": True}}
 #: per-parameter scalar arguments that the fused call passes as None (capturable branch)
 _NONE_ARGS: dict[str, tuple[str, ...]] = {"asgd_rule": ("eta", "mu")}
+#: rules whose 0-d state tensors are computed on in float64 (see :func:`_chunk`)
+_PROMOTE = frozenset({"asgd_rule"})
 
 #: compiled chunks by (rule, constant hyperparameters, input layout, device)
 _kernels: dict[tuple[Any, ...], Callable[..., Any]] = {}
@@ -161,6 +163,7 @@ class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
 def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequence[Tensor] | None,
            step_pos: int, scale: Tensor | None, found_inf: Tensor | None, lr: Tensor | None) -> None:
     """The traced body: ``fn`` (the rule, constant hyperparameters bound) on each of the chunk's slots."""
+    promote = fn.func.__name__ in _PROMOTE
     if lr is not None:  # a 1-element input indexed in the graph (a 0-d CPU input would be read as a number)
         fn = functools.partial(fn, lr=lr[0])
     with _ScalarArgs():
@@ -170,25 +173,41 @@ def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequen
                 steps[i].add_(1)  # the counters advance here (Optimizer._count leaves them to the fused path)
                 if step_pos >= 0:
                     items[step_pos] = steps[i].to(torch.float64)
-            if found_inf is None:
-                if scale is not None:
-                    items[1] = items[1] / scale
-                fn(*items)
-                continue
-            keep = found_inf != 0
-            mutable = [t for j, t in enumerate(items) if j != 1 and isinstance(t, Tensor) and j != step_pos]
-            old = [t.clone() for t in mutable]
-            grad = items[1]
-            if scale is not None:
-                items[1] = grad / scale
-            unscaled = items[1]
-            fn(*items)
-            for t, o in zip(mutable, old, strict=True):
-                t.copy_(torch.where(keep, o, t))
-            if scale is not None:
-                grad.copy_(torch.where(keep, grad, unscaled))
-            if steps is not None:
-                steps[i].sub_(found_inf.to(steps[i].dtype))
+            # ASGD's 0-d η and μ (float32 in fused checkpoints, as torch's) are read and updated in float64
+            # and stored rounded, as the for-loop's Python-number coefficients are. (Not NAdam's Π: the
+            # for-loop reads it back rounded after updating it, which the rule's tensor form does.)
+            stored = [(j, t) for j, t in enumerate(items) if promote and j != step_pos and isinstance(t, Tensor)
+                      and t.dim() == 0 and t.dtype != torch.float64]
+            for j, t in stored:
+                items[j] = t.to(torch.float64)
+            _slot(fn, items, step_pos, scale, found_inf, None if steps is None else steps[i])
+            for j, t in stored:
+                t.copy_(items[j])
+
+
+def _slot(fn: Callable[..., Any], items: list[Any], step_pos: int, scale: Tensor | None, found_inf: Tensor | None,
+          step: Tensor | None) -> None:
+    """One slot's update, with GradScaler's unscale and inf/NaN skip folded in (``items`` keeps the
+    updated values of its tensors)."""
+    if found_inf is None:
+        if scale is not None:
+            items[1] = items[1] / scale
+        fn(*items)
+        return
+    keep = found_inf != 0
+    mutable = [t for j, t in enumerate(items) if j != 1 and isinstance(t, Tensor) and j != step_pos]
+    old = [t.clone() for t in mutable]
+    grad = items[1]
+    if scale is not None:
+        items[1] = grad / scale
+    unscaled = items[1]
+    fn(*items)
+    for t, o in zip(mutable, old, strict=True):
+        t.copy_(torch.where(keep, o, t))
+    if scale is not None:
+        grad.copy_(torch.where(keep, grad, unscaled))
+    if step is not None:
+        step.sub_(found_inf.to(step.dtype))
 
 
 def _spec_inputs(spec: tuple[Any, ...], device: torch.device) -> list[Tensor]:

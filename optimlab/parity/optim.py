@@ -21,7 +21,7 @@ from ..catalog import Case, Component
 from . import compare
 from ._common import call_both, dtype_name, fresh
 from .results import CaseResult
-from .tolerances import for_dtype
+from .tolerances import FUSED, Tol, for_dtype
 
 DEFAULT_STEPS = 50
 
@@ -128,21 +128,22 @@ def _sequences(ours: Any, ref: Any, what: str, bitwise: bool) -> compare.Diff:
     return diff
 
 
-def _tensors(ours: Any, ref: torch.Tensor, what: str, bitwise: bool) -> compare.Diff:
+def _tensors(ours: Any, ref: torch.Tensor, what: str, bitwise: bool, tol: Tol | None = None) -> compare.Diff:
     """:func:`compare.tensors` with a fast path for identical tensors (most of a bitwise run)."""
     if (isinstance(ours, torch.Tensor) and ours.dtype == ref.dtype and ours.shape == ref.shape
             and ours.layout == ref.layout == torch.strided and ours.device == ref.device
             and torch.equal(ours.detach(), ref.detach())):
         return compare.Diff()
-    return compare.tensors(ours, ref, what, bitwise)
+    return compare.tensors(ours, ref, what, bitwise, tol if ref.is_floating_point() else None)
 
 
 def compare_optimizers(ours: torch.optim.Optimizer, ref: torch.optim.Optimizer, ours_model: nn.Module,
-                       ref_model: nn.Module, bitwise: bool) -> compare.Diff:
-    """Compare parameters, every state entry and the param_groups' hyperparameters."""
+                       ref_model: nn.Module, bitwise: bool, tol: Tol | None = None) -> compare.Diff:
+    """Compare parameters, every state entry and the param_groups' hyperparameters (floating tensors
+    under ``tol``, default the table's)."""
     diff = compare.Diff()
     for (name, p_o), p_r in zip(ours_model.named_parameters(), ref_model.parameters(), strict=True):
-        diff.merge(_tensors(p_o, p_r, f"param {name}", bitwise))
+        diff.merge(_tensors(p_o, p_r, f"param {name}", bitwise, tol))
     s_o, s_r = ours.state_dict(), ref.state_dict()
     if set(s_o["state"]) != set(s_r["state"]):
         diff.merge(compare.Diff(ok=False, what=f"state for params {sorted(s_o['state'])} vs {sorted(s_r['state'])}"))
@@ -155,7 +156,7 @@ def compare_optimizers(ours: torch.optim.Optimizer, ref: torch.optim.Optimizer, 
         for key, v_r in st_r.items():
             v_o = st_o[key]
             if isinstance(v_r, torch.Tensor):
-                diff.merge(_tensors(v_o, v_r, f"state[{idx}][{key!r}]", bitwise))
+                diff.merge(_tensors(v_o, v_r, f"state[{idx}][{key!r}]", bitwise, tol))
             elif isinstance(v_r, (list, tuple)):  # LBFGS keeps histories as lists of tensors
                 diff.merge(_sequences(v_o, v_r, f"state[{idx}][{key!r}]", bitwise))
             elif v_o != v_r and not (
@@ -207,7 +208,10 @@ def run_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu
     res = CaseResult("optim", comp.name, case.name, dtype_name(dtype), device, True, kwargs=kw)
     kind = case.get("model", "mlp")
     m_o, m_r = make_model(kind, dtype, device, seed), make_model(kind, dtype, device, seed)
-    o, r, problem, raised = call_both(lambda: build(ours_cls, m_o, case, kw), lambda: build(ref_cls, m_r, case, kw))
+    ref_kw = {k: v for k, v in kw.items() if k not in case.get("ref_drop", ())}  # e.g. fused: torch's for-loop
+    tol = FUSED[dtype] if case.get("tolerance") == "fused" else None
+    o, r, problem, raised = call_both(lambda: build(ours_cls, m_o, case, kw),
+                                      lambda: build(ref_cls, m_r, case, ref_kw))
     if problem or raised:
         res.passed, res.message = problem is None, problem or "both raise (construction)"
         return res
@@ -223,7 +227,7 @@ def run_case(comp: Component, case: Case, dtype: torch.dtype, device: str = "cpu
         if not raised and use_closure:
             step_diff.merge(compare.tensors(l_o, l_r, "closure loss", case.bitwise))
         if not raised:
-            step_diff.merge(compare_optimizers(o, r, m_o, m_r, case.bitwise))
+            step_diff.merge(compare_optimizers(o, r, m_o, m_r, case.bitwise, tol))
         diff.merge(step_diff)
         if not diff.ok or raised:
             res.first_bad_step = step if not diff.ok else None
