@@ -31,6 +31,7 @@ CONFIGS = [
     ("RAdam", {"lr": 0.01, "weight_decay": 0.01}),
     ("RMSprop", {"lr": 0.01, "centered": True, "momentum": 0.9}),
     ("Rprop", {"lr": 0.01}),
+    ("Adafactor", {"lr": 0.05, "weight_decay": 0.05, "maximize": True}),  # shaped: reductions per parameter
 ]
 SHAPES = [(7, 5), (5,), (1,), (3, 4, 2), (33,), (6,)]  # (1,) runs eagerly (no 1-element slots)
 

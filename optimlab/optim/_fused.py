@@ -52,6 +52,11 @@ _DEVICES = ("cpu", "cuda")
 _OVERRIDES: dict[str, dict[str, Any]] = {"nadam_rule": {"tensor_math": True}}
 #: per-parameter scalar arguments that the fused call passes as None (capturable branch)
 _NONE_ARGS: dict[str, tuple[str, ...]] = {"asgd_rule": ("eta", "mu")}
+#: rules that reduce over a parameter's dimensions: their tensors keep their shapes (no flattening)
+_SHAPED = frozenset({"adafactor_rule"})
+#: parameters per compiled call where not ``SLOTS``: Adafactor's slot holds four reductions and
+#: compiles ~4x slower (GPT-2-mini set, cold: 10 s with 2 slots, 23 s with 8)
+_SLOTS: dict[str, int] = {"adafactor_rule": 2}
 #: rules whose 0-d state tensors are computed on in float64 (see :func:`_chunk`)
 _PROMOTE = frozenset({"asgd_rule"})
 
@@ -216,27 +221,40 @@ def _spec_inputs(spec: tuple[Any, ...], device: torch.device) -> list[Tensor]:
     symbol per slot (shared by that slot's tensors, distinct between slots) and the compiler's size
     hints are those of a large parameter (Inductor parallelises its loops by them); 0-d arguments
     and the extras (steps, scale, found_inf, lr) as they come."""
-    kinds, step_dtype, scale, found_inf, lr = spec
-    out = [torch.empty(() if k[1] == 0 else HINT + 17 * i, dtype=k[0], device=device)
-           for k in kinds if k is not None for i in range(SLOTS)]
+    kinds, step_dtype, scale, found_inf, lr, slots = spec
+    out = [torch.empty(_example_shape(k[1], i, kinds[0][1]), dtype=k[0], device=device)
+           for k in kinds if k is not None for i in range(slots)]
     if step_dtype is not None:
-        out += [torch.ones((), dtype=step_dtype, device=device) for _ in range(SLOTS)]
+        out += [torch.ones((), dtype=step_dtype, device=device) for _ in range(slots)]
     out += [torch.ones((), dtype=torch.float32, device=device) for flag in (scale, found_inf) if flag]
     if lr:
         out.append(torch.ones(1, dtype=torch.float64, device=device))
     return out
 
 
+def _example_shape(form: Any, slot: int, param_form: Any) -> tuple[int, ...]:
+    """A tensor's example shape: ``form`` 0 (0-d), 1 (flat, ``HINT + 17·slot``) or a shape pattern
+    (:func:`_pattern`: parameter dimension ``d`` ↦ ``HINT^(1/k) + 17·slot + 3d`` for a parameter
+    with k dimensions above 1, -1 ↦ 1), so every (slot, dimension) is its own size symbol."""
+    if form == 0:
+        return ()
+    if form == 1:
+        return (HINT + 17 * slot,)
+    dims = sum(d >= 0 for d in param_form)
+    base = max(2, round(HINT ** (1 / max(dims, 1))))
+    return tuple(1 if d < 0 else base + 17 * slot + 3 * d for d in form)
+
+
 def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, device: torch.device) -> Callable[..., Any]:
     """``_chunk(fn, …)`` over flat tensor inputs (laid out by ``spec``): traced once by ``make_fx`` with
     symbolic sizes and compiled by Inductor. The result is called directly, with no Dynamo frame or
     guards in between: :func:`apply` keys it by everything the graph specializes on."""
-    kinds, step_dtype, scale, found_inf, lr = spec
+    kinds, step_dtype, scale, found_inf, lr, slots = spec
 
     def flat_body(*flat: Tensor) -> tuple[()]:
         it = iter(flat)
-        lists = [[next(it) for _ in range(SLOTS)] if k is not None else [None] * SLOTS for k in kinds]
-        steps = [next(it) for _ in range(SLOTS)] if step_dtype is not None else None
+        lists = [[next(it) for _ in range(slots)] if k is not None else [None] * slots for k in kinds]
+        steps = [next(it) for _ in range(slots)] if step_dtype is not None else None
         s = next(it) if scale else None
         f = next(it) if found_inf else None
         _chunk(fn, lists, steps, step_pos, s, f, next(it) if lr else None)
@@ -278,10 +296,13 @@ def _dummy(kinds: tuple[Any, ...], step_dtype: Any, slot: int, device: torch.dev
     step counter (last)."""
     key = (kinds, step_dtype, slot, device)
     if key not in _dummies:
-        _dummies[key] = [torch.ones(() if k[1] == 0 else 2, dtype=k[0], device=device) if k else None
-                         for k in kinds]
+        _dummies[key] = [torch.ones(_dummy_shape(k[1]), dtype=k[0], device=device) if k else None for k in kinds]
         _dummies[key].append(None if step_dtype is None else torch.ones((), dtype=step_dtype, device=device))
     return _dummies[key]
+
+
+def _dummy_shape(form: Any) -> tuple[int, ...]:
+    return () if form == 0 else (2,) if form == 1 else tuple(1 if d < 0 else 2 for d in form)
 
 
 def _warn_once(device: str, err: BaseException) -> None:
@@ -323,9 +344,28 @@ def _kernel(rule: Callable[..., Any], hyper: dict[str, Any], spec: tuple[Any, ..
     return kernel
 
 
-def _layout(items: Sequence[Any], step_pos: int) -> tuple[Any, ...] | None:
-    """A parameter's argument kinds ((dtype, dim), or None for a None argument), or None when the
-    chunks cannot take it (not contiguous, sparse, fewer than 2 elements, another per-parameter value)."""
+def _pattern(t: Tensor, p: Tensor) -> tuple[int, ...] | None:
+    """``t``'s shape in terms of parameter ``p``'s: per dimension the index of the matching dimension
+    of ``p`` or -1 for a size-1 dimension (``p``'s own size-1 dimensions included, so that the graph
+    may specialise on them); None when neither fits."""
+    if t.dim() != p.dim():
+        return None
+    out = []
+    for k, (n, m) in enumerate(zip(t.shape, p.shape, strict=True)):
+        if n == 1:
+            out.append(-1)
+        elif n == m:
+            out.append(k)
+        else:
+            return None
+    return tuple(out)
+
+
+def _layout(items: Sequence[Any], step_pos: int, shaped: bool) -> tuple[Any, ...] | None:
+    """A parameter's argument kinds: (dtype, form) per tensor, with form 0 (0-d), 1 (passed flat:
+    contiguous, the parameter's size) or, for a ``shaped`` rule, a shape pattern (:func:`_pattern`;
+    contiguous); None for a None argument. None when the chunks cannot take the parameter (fewer than
+    2 elements, sparse, another per-parameter value, another layout)."""
     p = items[0]
     if p.numel() < 2:
         return None
@@ -333,12 +373,14 @@ def _layout(items: Sequence[Any], step_pos: int) -> tuple[Any, ...] | None:
     for j, t in enumerate(items):
         if j == step_pos or t is None:
             kinds.append(None)
-        elif not isinstance(t, Tensor) or t.is_sparse:
+        elif not isinstance(t, Tensor) or t.is_sparse or not t.is_contiguous():
             return None
         elif t.dim() == 0:
             kinds.append((t.dtype, 0))
-        elif t.is_contiguous() and t.numel() == p.numel():
+        elif not shaped and t.numel() == p.numel():
             kinds.append((t.dtype, 1))
+        elif shaped and (form := _pattern(t, p)) is not None:
+            kinds.append((t.dtype, form))
         else:
             return None
     return tuple(kinds)
@@ -383,7 +425,7 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     by: dict[tuple[Any, ...], list[int]] = {}
     rest: list[int] = []
     for i, items in enumerate(zip(*call_lists, strict=True)):
-        kinds = _layout(items, step_pos)
+        kinds = _layout(items, step_pos, name in _SHAPED)
         if kinds is None:
             rest.append(i)
         else:
@@ -391,7 +433,8 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     extras = [t for t in (scale, found_inf, lr) if t is not None]
     todo = list(by.items())
     for n, ((kinds, step_dtype), idx) in enumerate(todo):
-        spec = (kinds, step_dtype, scale is not None, found_inf is not None, lr is not None)
+        slots = _SLOTS.get(name, SLOTS)
+        spec = (kinds, step_dtype, scale is not None, found_inf is not None, lr is not None, slots)
         try:
             kernel = _kernel(rule, call_hyper, spec, step_pos, device)
         except Exception as err:  # noqa: BLE001 - any compiler failure: warn once, run unfused
@@ -399,14 +442,14 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
             _warn_once(device.type, err)
             rest.extend(i for _, later in todo[n:] for i in later)
             break
-        for c in range(0, len(idx), SLOTS):
-            sel = idx[c:c + SLOTS]
-            dummies = [_dummy(kinds, step_dtype, slot, device) for slot in range(len(sel), SLOTS)]
+        for c in range(0, len(idx), slots):
+            sel = idx[c:c + slots]
+            dummies = [_dummy(kinds, step_dtype, slot, device) for slot in range(len(sel), slots)]
             flat: list[Tensor] = []
             for j, k in enumerate(kinds):
                 if k is not None:
                     x = call_lists[j]
-                    flat += [_flat(x[i]) for i in sel] if k[1] else [x[i] for i in sel]
+                    flat += [_flat(x[i]) for i in sel] if k[1] == 1 else [x[i] for i in sel]
                     flat += [d[j] for d in dummies]
             if state_steps is not None:
                 flat += [state_steps[i] for i in sel]

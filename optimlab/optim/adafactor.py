@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_scalar_dtype, _to_scalar
 
+from . import _fused
 from .optimizer import Optimizer, compiling, validate
 
 __all__ = ["Adafactor", "adafactor_rule"]
@@ -23,8 +24,8 @@ def _scale(t: Tensor, s: Any, foreach: bool) -> Tensor:
     return t
 
 
-def adafactor_rule(p: Tensor, g: Tensor, row_var: Tensor | None, col_var: Tensor | None, variance: Tensor | None, *,
-                   lr: Any, step: float | Tensor, beta2_decay: float, eps1: float, eps2: float, d: float,
+def adafactor_rule(p: Tensor, g: Tensor, row_var: Tensor | None, col_var: Tensor | None, variance: Tensor | None,
+                   step: float | Tensor, *, lr: Any, beta2_decay: float, eps1: float, eps2: float, d: float,
                    weight_decay: float, foreach: bool) -> None:
     """One parameter's Adafactor update at step t (β̂₂ = 1 - t^τ, ρ = min(γ, 1/√t)):
 
@@ -34,8 +35,8 @@ def adafactor_rule(p: Tensor, g: Tensor, row_var: Tensor | None, col_var: Tensor
     u ← g / √max(V̂, ε₁²);  θ ← θ - α/max(1, RMS(u)/d) · u.
 
     ``foreach`` only picks torch's multi-tensor rounding (foreach scaling; u scaled, then added).
-    ``step`` is a number, or the 0-d step tensor under ``torch.compile``: then ρ, α and the clipping
-    stay tensors (no ``.item()`` host syncs; torch's own compiled step graph-breaks there).
+    ``step`` is a number, or the 0-d step tensor under ``torch.compile`` and ``fused=True``: then ρ, α
+    and the clipping stay tensors (no ``.item()`` host syncs; torch's own compiled step graph-breaks there).
     """
     traced = isinstance(step, Tensor)
     if traced:
@@ -91,13 +92,15 @@ class Adafactor(Optimizer):
         weight_decay (float): decoupled weight decay λ (default: 0.0).
         foreach (bool, optional): torch's multi-tensor rounding (default: None, i.e. the for-loop).
         maximize (bool): maximize the objective (default: False).
+        fused (bool, optional): the compiled single-pass update (:mod:`._fused`; torch has none for
+            Adafactor; default: None, i.e. unfused). Its step counter lives on the parameter's device.
 
     State per parameter: ``step`` (0-d float tensor), and ``row_var`` + ``col_var`` (≥2-D) or ``variance`` (1-D).
     """
 
     def __init__(self, params: Any, lr: float | Tensor = 1e-2, beta2_decay: float = -0.8,
                  eps: tuple[float | None, float] = (None, 1e-3), d: float = 1.0, weight_decay: float = 0.0, *,
-                 foreach: bool | None = None, maximize: bool = False) -> None:
+                 foreach: bool | None = None, maximize: bool = False, fused: bool | None = None) -> None:
         validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
         validate(0.0 <= lr, f"Learning rate should be >= 0 but is: {lr}")
         validate(0.0 >= beta2_decay, f"beta2_decay should be <= 0 but is: {beta2_decay}")
@@ -106,24 +109,27 @@ class Adafactor(Optimizer):
         validate(1.0 <= d, f"Clipping threshold d should be >= 1 but is: {d}")
         validate(0.0 <= weight_decay, f"weight_decay should be >= 0 but is: {weight_decay}")
         super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay,
-                                      foreach=foreach, maximize=maximize))
+                                      foreach=foreach, maximize=maximize, fused=fused))
+        _fused.check_init(self, fused, foreach, False)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("foreach", None)
+            group.setdefault("fused", None)
             for p in group["params"]:
                 st = self.state.get(p, {})
                 if st and not torch.is_tensor(st["step"]):
                     st["step"] = torch.tensor(float(st["step"]), dtype=_get_scalar_dtype())
 
-    def _init_state(self, p: Tensor) -> dict[str, Any]:
-        """Lazy state: a step counter and the factored (≥2-D) or full (1-D) second moment."""
+    def _init_state(self, p: Tensor, fused: bool) -> dict[str, Any]:
+        """Lazy state: a step counter (on the parameter's device when fused) and the factored (≥2-D)
+        or full (1-D) second moment."""
         state = self.state[p]
         if len(state) == 0:
             g = p.grad
             assert g is not None
-            state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+            state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype(), device=p.device if fused else None)
             if g.dim() > 1:
                 state["row_var"] = g.new_zeros([*g.shape[:-1], 1])
                 state["col_var"] = g.new_zeros([*g.shape[:-2], 1, g.shape[-1]])
@@ -146,17 +152,26 @@ class Adafactor(Optimizer):
                 params.append(p)
             if not params:
                 continue
-            states = [self._init_state(p) for p in params]
+            states = [self._init_state(p, bool(group["fused"])) for p in params]
             grads = self._grads(params, group["maximize"])
             eps1, eps2 = group["eps"]
             if eps1 is None:  # torch takes the first parameter's dtype for the whole group
                 eps1 = torch.finfo(params[0].dtype).eps
             lr = _to_scalar(group["lr"])  # a tensor lr stays a tensor: torch's rounding
+            hyper = dict(beta2_decay=group["beta2_decay"], eps1=eps1, eps2=eps2, d=group["d"],
+                         weight_decay=group["weight_decay"], foreach=bool(group["foreach"]))
+            if _fused.active(group, params):  # the compiled rule advances the counters itself
+                moments = [[st.get(k) for st in states] for k in ("row_var", "col_var", "variance")]
+                _fused.apply(self, adafactor_rule, group, [params, grads, *moments, [st["step"] for st in states]],
+                             {"lr": lr, **hyper})
+                continue
+            if group["fused"] and getattr(self, "found_inf", None) is not None and float(self.found_inf) != 0.0:
+                continue  # GradScaler's inf/NaN skip (the unfused fallback of fused=True)
+            if group["fused"] and getattr(self, "grad_scale", None) is not None:
+                grads = [g / self.grad_scale.to(g.device) for g in grads]
             for st in states:
                 st["step"] += 1
             for p, g, st in zip(params, grads, states, strict=True):
-                adafactor_rule(p, g, st.get("row_var"), st.get("col_var"), st.get("variance"), lr=lr,
-                               step=st["step"] if compiling() else st["step"].item(),
-                               beta2_decay=group["beta2_decay"], eps1=eps1, eps2=eps2,
-                               d=group["d"], weight_decay=group["weight_decay"], foreach=bool(group["foreach"]))
+                adafactor_rule(p, g, st.get("row_var"), st.get("col_var"), st.get("variance"),
+                               st["step"] if compiling() else st["step"].item(), lr=lr, **hyper)
         return loss
