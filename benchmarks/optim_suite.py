@@ -42,6 +42,7 @@ ALGOS: list[tuple[str, dict[str, Any], int]] = [
     ("RAdam", {}, 2),
     ("RMSprop", {}, 1),
     ("Rprop", {}, 2),
+    ("Adafactor", {}, 0),  # factored second moments: row and column vectors, no parameter-sized state
 ]
 TORCH_FUSED = {"SGD", "Adam", "AdamW", "Adagrad"}
 TORCH_PATHS = {"torch for-loop": {"foreach": False}, "torch foreach": {"foreach": True},

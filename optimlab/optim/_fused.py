@@ -1,20 +1,24 @@
-"""``fused=True``: each algorithm's own rule, compiled by torch.compile/Inductor into single-pass kernels.
+"""``fused=True``: each algorithm's own rule, compiled by Inductor into single-pass kernels.
 
 No kernel is written by hand: the *same* ``<name>_rule`` that the per-tensor and multi-tensor paths
-run is traced by Dynamo and compiled by Inductor (C++/OpenMP on CPU, Triton on CUDA). How it is
-called, so that one compiled graph serves a whole model and never recompiles while training:
+run is traced by ``make_fx`` (symbolic sizes) and compiled by Inductor (C++/OpenMP on CPU, Triton on
+CUDA). How it is called, so that one compiled graph serves a whole model and never recompiles while
+training, at little cost per call:
 
-* **Fixed-width chunks.** The rule is compiled once over ``SLOTS`` parameters with dynamic sizes
-  (``dynamic=True``, no duck sizing) on flat, base-less aliases of each tensor; a step calls it
-  ``ceil(n / SLOTS)`` times. Missing slots of the last chunk take tiny private dummy tensors, so
-  the graph never sees a different list length. (One graph over the whole list is the fastest
-  kernel but compiles for minutes; one call per tensor costs a Dynamo/Inductor dispatch each.)
-* **Changing scalars are tensors.** ``step`` (the state counters themselves) and ``lr`` enter as
-  0-d tensors, so schedules and steps never recompile; the rule then takes its tensor-step branch.
-  The other hyperparameters and flags are constants of the graph (part of its cache key).
+* **Fixed-width chunks.** The rule is compiled once over ``SLOTS`` parameters with symbolic sizes (one
+  size symbol per slot) on 1-D views of each tensor; a step calls it ``ceil(n / SLOTS)`` times.
+  Missing slots of the last chunk take tiny private dummy tensors, so the graph never sees a
+  different list length. (One graph over the whole list is the fastest kernel but compiles for
+  minutes; one call per tensor costs a dispatch each.) Rules that reduce per parameter (Adafactor)
+  keep each tensor's shape instead, one size symbol per (slot, dimension).
+* **Called directly.** The compiled graph is cached by everything it specialises on (rule, constant
+  hyperparameters, dtypes and layout, device) and called without a Dynamo frame: no guards per call.
+* **Changing scalars are tensors.** ``step`` (the state counters themselves, advanced inside the
+  kernel) and ``lr`` enter as tensors, so schedules and steps never recompile; the rule then takes
+  its tensor-step branch. The other hyperparameters and flags are constants of the graph.
 * **Scalar math hoisted.** Inductor would inline 0-d arithmetic (``1 - β1ᵗ``, ``√(1-β2ᵗ)``) into the
   element loop, a ``pow`` per vector of elements; a post-grad pass (:class:`_Hoist`) computes every
-  0-d value the element loops read once, before them.
+  0-d value the element loops read once, into one buffer, before them.
 * **Scalar arguments.** Tensor-valued ``alpha=``/``value=`` arguments (``p.add_(g, alpha=-lr)`` with a
   tensor lr) become a product inside the kernel (:class:`_ScalarArgs`), which costs no memory traffic.
 * **GradScaler** (``grad_scale``/``found_inf`` set on the optimizer, as for torch's fused optimizers):

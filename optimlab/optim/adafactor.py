@@ -108,15 +108,17 @@ class Adafactor(Optimizer):
         validate(0.0 <= eps[1], f"epsilon2 should be >= 0 but is: {eps[1]}")
         validate(1.0 <= d, f"Clipping threshold d should be >= 1 but is: {d}")
         validate(0.0 <= weight_decay, f"weight_decay should be >= 0 but is: {weight_decay}")
-        super().__init__(params, dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay,
-                                      foreach=foreach, maximize=maximize, fused=fused))
+        defaults = dict(lr=lr, beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay, foreach=foreach,
+                        maximize=maximize)
+        if fused is not None:  # optimlab's extension (torch has no fused variant): kept out of torch's defaults
+            defaults["fused"] = fused
+        super().__init__(params, defaults)
         _fused.check_init(self, fused, foreach, False)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("foreach", None)
-            group.setdefault("fused", None)
             for p in group["params"]:
                 st = self.state.get(p, {})
                 if st and not torch.is_tensor(st["step"]):
@@ -152,7 +154,7 @@ class Adafactor(Optimizer):
                 params.append(p)
             if not params:
                 continue
-            states = [self._init_state(p, bool(group["fused"])) for p in params]
+            states = [self._init_state(p, bool(group.get("fused"))) for p in params]
             grads = self._grads(params, group["maximize"])
             eps1, eps2 = group["eps"]
             if eps1 is None:  # torch takes the first parameter's dtype for the whole group
@@ -165,9 +167,9 @@ class Adafactor(Optimizer):
                 _fused.apply(self, adafactor_rule, group, [params, grads, *moments, [st["step"] for st in states]],
                              {"lr": lr, **hyper})
                 continue
-            if group["fused"] and getattr(self, "found_inf", None) is not None and float(self.found_inf) != 0.0:
+            if group.get("fused") and getattr(self, "found_inf", None) is not None and float(self.found_inf) != 0.0:
                 continue  # GradScaler's inf/NaN skip (the unfused fallback of fused=True)
-            if group["fused"] and getattr(self, "grad_scale", None) is not None:
+            if group.get("fused") and getattr(self, "grad_scale", None) is not None:
                 grads = [g / self.grad_scale.to(g.device) for g in grads]
             for st in states:
                 st["step"] += 1
