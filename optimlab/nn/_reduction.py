@@ -70,8 +70,14 @@ def reduce_weighted(loss: Tensor, reduction: str, weights: Tensor | int) -> Tens
     if reduction != "mean":
         return reduce(loss, reduction)
     acc = torch.promote_types(loss.dtype, torch.float32)
-    total = weights.sum(dtype=acc) if isinstance(weights, Tensor) else weights
-    return (loss.sum(dtype=acc) / total).to(loss.dtype)
+    return (loss.sum(dtype=acc) / weight_total(weights, loss.dtype)).to(loss.dtype)
+
+
+def weight_total(weights: Tensor | int, dtype: torch.dtype) -> Tensor | int:
+    """``Σ weights`` as :func:`reduce_weighted`'s ``mean`` divides by it (accumulated in at least float32):
+    ``∂ mean / ∂ loss_i = 1 / weight_total``, for losses whose backward applies the reduction itself."""
+    acc = torch.promote_types(dtype, torch.float32)
+    return weights.sum(dtype=acc) if isinstance(weights, Tensor) else weights
 
 
 def grad_scale(reduction: str, numel: int) -> float:
