@@ -76,30 +76,39 @@ class CrossEntropyIndex(torch.autograd.Function):
         eps, cdim = ctx.eps, (0 if x.dim() == 1 else 1)
         n_classes = x.size(cdim)
         g = grad if valid is None else torch.where(valid, grad, 0.0)  # ignored: 0 even if grad is inf/nan
-        hard = g if w is None else g * w  # the coefficient a_ic of the target class
+        # with class weights or smoothing, the per-sample coefficients Σa = (1-ε)·w_y·g + ε/C·Σ_c w_c·g and the
+        # target's entry are formed in float64 (vectors of N·d1·… entries, rounded once where they meet the
+        # (N, C, …) softmax); without either, Σa = a_y = g (times a 0/1 mask) is exact as it is
+        acc = torch.float64 if weight is not None or eps > 0.0 else x.dtype
+        g64 = g.to(acc)
+        hard = g64 if w is None else g64 * w.to(acc)  # the coefficient a_ic of the target class
         total = hard  # Σ_c a_ic
         if eps > 0.0:  # smoothing scales the target's share and adds ε/C·Σ_c w_c
             hard = (1 - eps) * hard
-            total = hard + g * (eps / n_classes * (n_classes if weight is None else weight.sum()))
+            total = hard + g64 * (eps / n_classes * (n_classes if weight is None else weight.sum(dtype=acc)))
         graph = torch.is_grad_enabled()  # create_graph: out of place, so autograd sees softmax's dependence on x
         # the target's entry p_y·Σa - a_y, written as (p_y - 1)·Σa + (Σa - a_y): p_y - 1 is exact, so it is rounded
-        # at its own (small, when p_y ≈ 1) magnitude, not at Σa's (torch's kernel gets this from a fused multiply-add)
+        # at its own (small, when p_y ≈ 1) magnitude, not at Σa's
         if m is None or graph:
             gx = torch.softmax(x, cdim)
-            at_target = (pick(gx, index, cdim) - 1) * total + (total - hard)
-            gx = gx.mul(total.unsqueeze(cdim)) if graph else gx.mul_(total.unsqueeze(cdim))
+            at_target = (pick(gx, index, cdim).to(acc) - 1) * total + (total - hard)
+            scale = total.to(x.dtype).unsqueeze(cdim)
+            gx = gx.mul(scale) if graph else gx.mul_(scale)
         else:  # softmax = exp(x - m) / s from forward's max and exp-sum (softmax over a middle dimension is slower)
             gx = torch.sub(x, m).exp_()
-            at_target = (d.exp() / s.squeeze(cdim) - 1) * total + (total - hard)
-            gx.mul_(total.unsqueeze(cdim) / s)
+            s64 = s.squeeze(cdim).to(acc)
+            at_target = (d.to(acc).exp() / s64 - 1) * total + (total - hard)
+            gx.mul_((total / s64).to(x.dtype).unsqueeze(cdim))
         if eps > 0.0:
             share = g * (eps / n_classes)
             uniform = share.unsqueeze(cdim)
+            share = g64 * (eps / n_classes)
             if weight is not None:
                 uniform = uniform * class_view(weight, x, cdim)
-                share = share * w  # weight[y] (times valid: g is 0 where ignored anyway)
+                share = share * w.to(acc)  # weight[y] (times valid: g is 0 where ignored anyway)
             at_target = at_target - share
             gx = gx - uniform if graph else gx.sub_(uniform)
+        at_target = at_target.to(x.dtype)
         src, index = at_target.unsqueeze(cdim), index.unsqueeze(cdim)
         return (gx.scatter(cdim, index, src) if graph else gx.scatter_(cdim, index, src)), None, None, None, None, None
 
