@@ -257,7 +257,7 @@ def _position_grad(grad: Tensor, reduction: str, denom: Tensor | int, ce: torch.
     if reduction == "sum":
         return grad.to(ce)
     total = R.weight_total(denom, ce)
-    return (grad.to(torch.promote_types(ce, torch.float32)) / total).to(ce)
+    return (grad.to(torch.promote_types(ce, torch.float64)) / total).to(ce)
 
 
 def _finish(x: Tensor, w: Tensor, b: Tensor | None, gx_parts: list[Tensor], gw: Tensor | None, gb: Tensor | None,
