@@ -25,7 +25,8 @@ def not_differentiable(function: str, **args: Tensor | None) -> None:
 
 
 class CrossEntropyIndex(torch.autograd.Function):
-    """Cross entropy of logits against class indices, with label smoothing ``ε``, per sample:
+    """Cross entropy of logits against class indices, with label smoothing ``ε``, per sample (in float64, for the
+    caller to reduce and round once):
     ``ℓ_i = (1-ε)·w_i·(-logp_{i y_i}) + ε/C·Σ_c weight_c·(-logp_ic)``, 0 where ``valid`` is False (``valid`` None:
     every target counts); ``w_i = weight[y_i]·valid_i`` (None: all 1). Classes on dim 1 (dim 0 for an unbatched
     ``(C,)`` input).
@@ -43,24 +44,26 @@ class CrossEntropyIndex(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, safe: Tensor, valid: Tensor | None, w: Tensor | None, weight: Tensor | None,
                 eps: float) -> Tensor:
         cdim = 0 if x.dim() == 1 else 1
+        acc = torch.promote_types(x.dtype, torch.float64)  # the per-sample arithmetic, rounded once by the caller
         m = s = d = None
         if cdim == x.dim() - 1:
             logp = torch.log_softmax(x, cdim)
-            loss = -pick(logp, safe, cdim)
+            loss = -pick(logp, safe, cdim).to(acc)
             if eps > 0.0:
-                smooth = -(logp if weight is None else logp * class_view(weight, x, cdim)).sum(cdim)
+                smooth = -(logp if weight is None else logp * class_view(weight, x, cdim)).sum(cdim).to(acc)
         else:  # classes on a middle dimension, where log_softmax costs ~2x amax + exp + sum: logp = (x - m) - log s
             m = x.amax(cdim, keepdim=True)
             s = torch.sub(x, m).exp_().sum(cdim, keepdim=True)
-            d = pick(x, safe, cdim) - m.squeeze(cdim)  # x_y - m: the target's probability exp(d)/s in backward
-            log_s = s.log().squeeze(cdim)
-            loss = log_s - d
+            x_y, m_, s_ = pick(x, safe, cdim), m.squeeze(cdim), s.squeeze(cdim)
+            d = x_y - m_  # x_y - m: the target's probability exp(d)/s in backward
+            log_s = s_.to(acc).log()
+            loss = log_s - (x_y.to(acc) - m_.to(acc))  # -logp_y = log s - (x_y - m), the difference exact
             if eps > 0.0:  # Σ_c w_c·(-logp_c) = lse·Σ_c w_c - Σ_c w_c·x_c
-                total_w = x.size(cdim) if weight is None else weight.sum()
-                smooth = (m.squeeze(cdim) + log_s) * total_w - (x if weight is None else
-                                                                x * class_view(weight, x, cdim)).sum(cdim)
+                total_w = x.size(cdim) if weight is None else weight.sum(dtype=acc)
+                smooth = (m_.to(acc) + log_s) * total_w - (x if weight is None else
+                                                           x * class_view(weight, x, cdim)).sum(cdim).to(acc)
         if w is not None:
-            loss = loss * w
+            loss = loss * w.to(acc)
         if eps > 0.0:
             loss = (1 - eps) * loss + (eps / x.size(cdim)) * smooth
         if valid is not None:
@@ -80,7 +83,7 @@ class CrossEntropyIndex(torch.autograd.Function):
         # target's entry are formed in float64 (vectors of N·d1·… entries, rounded once where they meet the
         # (N, C, …) softmax); without either, Σa = a_y = g (times a 0/1 mask) is exact as it is
         acc = torch.float64 if weight is not None or eps > 0.0 else x.dtype
-        g64 = g.to(acc)
+        g64, g = g.to(acc), g.to(x.dtype)  # grad arrives in forward's float64
         hard = g64 if w is None else g64 * w.to(acc)  # the coefficient a_ic of the target class
         total = hard  # Σ_c a_ic
         if eps > 0.0:  # smoothing scales the target's share and adds ε/C·Σ_c w_c
