@@ -1,9 +1,10 @@
 """Linear projection fused with cross entropy (torch 2.13's ``linear_cross_entropy``), computed in row chunks.
 
-``ℓ = cross_entropy(x @ Wᵀ + b, y)`` without the ``(N, C)`` logits: forward and backward each walk the batch in
-chunks of rows, forward keeping only the per-position losses, backward recomputing each chunk's logits from the
-saved inputs (so autograd holds ``x``, ``W``, ``b`` and the targets, nothing of size N·C). Three matmuls per chunk
-in backward (logits, ∂x, ∂W) and one in forward: one more than the materialised path, for O(chunk·C) memory.
+``ℓ = cross_entropy(x @ Wᵀ + b, y)`` without the ``(N, C)`` logits: the batch is walked in chunks of rows, a chunk's
+logits living only while it is processed. For a scalar reduction with a gradient needed, forward also computes
+∂x, ∂W, ∂b from each chunk's logits (3 matmuls in all, as the materialised path; autograd holds N×D and C×D);
+otherwise (``'none'``, or a ``create_graph`` backward) forward keeps only the losses and backward recomputes each
+chunk's logits from the saved inputs (4 matmuls; nothing of size N·C held either way).
 
 Under ``torch.autocast`` it follows torch's composition ``cross_entropy(linear(x, W, b), y)``: ``linear`` casts
 ``x``, ``W``, ``b`` (floating, not float64) to the autocast dtype and projects there; ``cross_entropy`` (on
