@@ -149,18 +149,23 @@ def test_conflicting_chunk_size_and_method_raise_like_torch():
             (torch.nn.functional if ns is torch.nn else OF).linear_cross_entropy(x, w, t, options=opts)
 
 
-def test_memory_held_for_backward_does_not_grow_with_n_times_c():
-    """autograd keeps the inputs and the (N,) targets only; torch's reference path keeps the (N, C) logits."""
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_memory_held_for_backward_does_not_grow_with_n_times_c(reduction):
+    """autograd keeps the inputs, the (N,) targets and, for a scalar reduction, the gradients forward computed
+    (N×D and C×D); torch's reference path keeps the (N, C) logits."""
     c, d = 4000, 16
     held = {}
     for n in (256, 1024):
         x, w, t, _ = _data(n, d, c, dtype=torch.float32)
-        x.requires_grad_()
-        held[n] = saved_bytes(lambda x, w: OF.linear_cross_entropy(x, w, t), x, w)
-        ref = saved_bytes(lambda x, w: torch.nn.functional.linear_cross_entropy(x, w, t), x, w)
+        x.requires_grad_(), w.requires_grad_()
+        held[n] = saved_bytes(lambda x, w: OF.linear_cross_entropy(x, w, t, reduction=reduction), x, w)
+        ref = saved_bytes(lambda x, w: torch.nn.functional.linear_cross_entropy(x, w, t, reduction=reduction), x, w)
         assert ref >= n * c * 4  # the logits (sanity: the measurement sees what torch holds)
-        assert held[n] <= 16 * n  # the int64 targets (and nothing of size N·C)
-    assert held[1024] <= 4 * held[256] + 64
+        grads = (n * d + c * d) * 4 if reduction == "mean" else 0
+        assert held[n] <= 16 * n + grads  # the int64 targets, ∂x and ∂W (and nothing of size N·C)
+        if reduction == "mean":
+            assert held[n] >= grads  # forward's gradients are what backward returns
+    assert held[1024] - held[256] <= (1024 - 256) * (16 + (4 * d if reduction == "mean" else 0))
 
 
 def test_retain_graph_and_double_backward():

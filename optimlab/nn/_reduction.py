@@ -63,15 +63,25 @@ def reduce(loss: Tensor, reduction: str, denominator: Tensor | float | None = No
 
 
 def reduce_weighted(loss: Tensor, reduction: str, weights: Tensor | int) -> Tensor:
-    """Like :func:`reduce`, with ``mean`` = Σ loss / Σ weights (``weights`` an int: a count of unit weights), sums
-    accumulated in at least float32 (as torch's kernels do: half-precision counts above 2048 are not exact) and
-    the result in ``loss``'s dtype."""
+    """Like :func:`reduce`, with ``mean`` = Σ loss / Σ weights (``weights`` an int: a count of unit weights); the
+    sums are accumulated in float64 and rounded once to ``loss``'s dtype (torch's class-index kernels accumulate
+    in the input's dtype, at least float32: issue 11 measured ours within 0.85x of torch's float32 error, geometric
+    mean over module_db's cross entropy samples, where float32 sums were at 1.0x). The per-sample vector is
+    N·d1·… entries, so the float64 pass is cheap next to the (N, C, …) work."""
     reduction = check(reduction)
-    if reduction != "mean":
-        return reduce(loss, reduction)
-    acc = torch.promote_types(loss.dtype, torch.float32)
-    total = weights.sum(dtype=acc) if isinstance(weights, Tensor) else weights
-    return (loss.sum(dtype=acc) / total).to(loss.dtype)
+    if reduction == "none":
+        return loss
+    acc = torch.promote_types(loss.dtype, torch.float64)
+    if reduction == "sum":
+        return loss.sum(dtype=acc).to(loss.dtype)
+    return (loss.sum(dtype=acc) / weight_total(weights, acc)).to(loss.dtype)
+
+
+def weight_total(weights: Tensor | int, dtype: torch.dtype) -> Tensor | int:
+    """``Σ weights`` as :func:`reduce_weighted`'s ``mean`` divides by it (accumulated in float64):
+    ``∂ mean / ∂ loss_i = 1 / weight_total``, for losses whose backward applies the reduction itself."""
+    acc = torch.promote_types(dtype, torch.float64)
+    return weights.sum(dtype=acc) if isinstance(weights, Tensor) else weights
 
 
 def grad_scale(reduction: str, numel: int) -> float:

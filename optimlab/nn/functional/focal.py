@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .. import _reduction as R
-from ._autograd import class_index, pick
+from ._autograd import pick
 from .linear_ce import _valid
 from .margin import logistic_loss
 from .probabilistic import _check_class_target, _class_dim
@@ -63,7 +63,7 @@ def softmax_focal_loss(input: Tensor, target: Tensor, weight: Tensor | None = No
     cdim = _class_dim(input)
     valid, safe = _valid(target, ignore_index, input.size(cdim))
     lsm = torch.log_softmax(input, cdim)
-    logp = pick(lsm, class_index(lsm, safe, cdim), safe, cdim)
+    logp = pick(lsm, safe, cdim)
     loss = -logp if gamma == 0 else -logp * _focus(-torch.expm1(logp), gamma)
     w = _target_weights(valid, safe, weight, input.dtype)
     if w is not None:

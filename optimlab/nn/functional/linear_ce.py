@@ -1,9 +1,10 @@
 """Linear projection fused with cross entropy (torch 2.13's ``linear_cross_entropy``), computed in row chunks.
 
-``ℓ = cross_entropy(x @ Wᵀ + b, y)`` without the ``(N, C)`` logits: forward and backward each walk the batch in
-chunks of rows, forward keeping only the per-position losses, backward recomputing each chunk's logits from the
-saved inputs (so autograd holds ``x``, ``W``, ``b`` and the targets, nothing of size N·C). Three matmuls per chunk
-in backward (logits, ∂x, ∂W) and one in forward: one more than the materialised path, for O(chunk·C) memory.
+``ℓ = cross_entropy(x @ Wᵀ + b, y)`` without the ``(N, C)`` logits: the batch is walked in chunks of rows, a chunk's
+logits living only while it is processed. For a scalar reduction with a gradient needed, forward also computes
+∂x, ∂W, ∂b from each chunk's logits (3 matmuls in all, as the materialised path; autograd holds N×D and C×D);
+otherwise (``'none'``, or a ``create_graph`` backward) forward keeps only the losses and backward recomputes each
+chunk's logits from the saved inputs (4 matmuls; nothing of size N·C held either way).
 
 Under ``torch.autocast`` it follows torch's composition ``cross_entropy(linear(x, W, b), y)``: ``linear`` casts
 ``x``, ``W``, ``b`` (floating, not float64) to the autocast dtype and projects there; ``cross_entropy`` (on
@@ -13,6 +14,7 @@ logits are cast up as they are made; gradients flow back to every input in its o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -108,41 +110,40 @@ def _coefficients(z: Tensor, target: Tensor, valid: Tensor | None, weight: Tenso
     return (total if valid is None else total * valid), hard
 
 
-def _chunk_loss(z: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
+def _chunk_loss(logp: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
                 probs: bool) -> Tensor:
-    """Per-position loss of one chunk: ``Σ_c a_c·(lse - z_c) = A·lse - Σ_c a_c z_c``; probabilities as
-    ``-Σ_c log_softmax(z)_c·t'_c·w_c`` (``t' = (1-ε)·t + ε/C``), torch's order and dtype promotion."""
+    """Per-position loss of one chunk from its ``log_softmax``: class indices ``h·(-logp_y) + valid·ε/C·Σ_c
+    w_c·(-logp_c)``; probabilities ``-Σ_c logp_c·t'_c·w_c`` (``t' = (1-ε)·t + ε/C``), torch's order and dtype
+    promotion."""
     if probs:
-        t = target if eps == 0.0 else target * (1 - eps) + eps / z.size(-1)
-        v = torch.log_softmax(z, -1) * t
+        t = target if eps == 0.0 else target * (1 - eps) + eps / logp.size(-1)
+        v = logp * t
         return -(v if weight is None else v * weight).sum(-1)
-    lse = torch.logsumexp(z, -1)
-    _, hard = _coefficients(z, target, valid, weight, eps)
-    loss = hard * (lse - z.gather(-1, target.unsqueeze(-1)).squeeze(-1))
-    if eps > 0.0:  # ε/C·Σ_c w_c·(lse - z_c), 0 where ignored; summed as differences (W·lse - Σ w z cancels)
-        gap = lse.unsqueeze(-1) - z
-        smooth = (eps / z.size(-1)) * (gap.sum(-1) if weight is None else gap @ weight)
+    _, hard = _coefficients(logp, target, valid, weight, eps)
+    loss = hard * -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    if eps > 0.0:  # ε/C·Σ_c w_c·(-logp_c), 0 where ignored
+        smooth = (-eps / logp.size(-1)) * (logp.sum(-1) if weight is None else logp @ weight)
         loss = loss + (smooth if valid is None else smooth * valid)
     return loss
 
 
-def _chunk_grad(z: Tensor, g: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
+def _chunk_grad(p: Tensor, g: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
                 probs: bool, inplace: bool) -> Tensor:
-    """``∂(Σ g·ℓ)/∂z = g·(A·softmax(z) - a)`` for one chunk (``inplace``: on softmax's buffer, when no graph is
-    recorded)."""
+    """``∂(Σ g·ℓ)/∂z = g·(A·p - a)`` for one chunk, ``p = softmax(z)`` (``inplace``: on ``p``'s buffer, when no
+    graph is recorded)."""
     if valid is not None:  # an ignored target gets 0, even where the incoming gradient is inf/NaN (all ignored)
         g = torch.where(valid, g, 0.0)
-    dz = torch.softmax(z, -1)
+    dz = p
     if probs:
-        t = target if eps == 0.0 else target * (1 - eps) + eps / z.size(-1)
+        t = target if eps == 0.0 else target * (1 - eps) + eps / p.size(-1)
         a = (t if weight is None else t * weight) * g.unsqueeze(-1)
         total = a.sum(-1, keepdim=True)
         return dz.mul_(total).sub_(a) if inplace else dz * total - a
-    total, hard = _coefficients(z, target, valid, weight, eps)
+    total, hard = _coefficients(p, target, valid, weight, eps)
     scale = (g * total).unsqueeze(-1)
     dz = dz.mul_(scale) if inplace else dz * scale
     if eps > 0.0:
-        uniform = (eps / z.size(-1)) * g.unsqueeze(-1)
+        uniform = (eps / p.size(-1)) * g.unsqueeze(-1)
         if valid is not None:
             uniform = uniform * valid.unsqueeze(-1)
         if weight is not None:
@@ -153,61 +154,124 @@ def _chunk_grad(z: Tensor, g: Tensor, target: Tensor, valid: Tensor | None, weig
     return dz.scatter_add_(-1, index, src) if inplace else dz.scatter_add(-1, index, src)
 
 
+def _chunks(x: Tensor, w: Tensor, b: Tensor | None, target: Tensor, valid: Tensor | None, weight: Tensor | None,
+            classes: int, eps: float, probs: bool, rows: int, ce: torch.dtype, g: Tensor | None,
+            need: tuple[bool, bool, bool], losses: bool, graph: bool) -> tuple[list[Tensor], list[Tensor],
+                                                                               Tensor | None, Tensor | None]:
+    """One walk over the row chunks: each chunk's logits ``z`` (cast to ``ce``) once, then its per-position losses
+    (``losses``: from ``log_softmax(z)``, whose ``exp`` is then the softmax) and, with ``g`` (the per-position
+    gradient of the loss), the gradients ``∂x = ∂z·W``, ``∂W = Σ ∂zᵀ·x``, ``∂b = Σ ∂z`` for the inputs in ``need``
+    (``graph``: out of place, so autograd records them). Under autocast ``∂z`` goes back in the projection's dtype
+    for ``∂x``, ``∂W``/``∂b`` are summed in ``ce``. Returns the loss parts, the ``∂x`` parts, ``∂W``, ``∂b``."""
+    cast = ce != x.dtype
+    parts: list[Tensor] = []
+    gx_parts: list[Tensor] = []
+    gw = gb = None
+    for s in range(0, x.size(0), rows):
+        e = min(s + rows, x.size(0))
+        xc = x[s:e]
+        tc, vc = target[s:e], None if valid is None else valid[s:e]
+        z = _logits(xc, w, b, classes).to(ce)
+        if losses:
+            logp = torch.log_softmax(z, -1)
+            parts.append(_chunk_loss(logp, tc, vc, weight, eps, probs))
+            p = None if g is None else logp.exp_()  # torch's softmax in its log_softmax backward
+        else:
+            p = torch.softmax(z, -1)
+        del z
+        if g is None:
+            continue
+        dz = _chunk_grad(p, g[s:e], tc, vc, weight, eps, probs, not graph)
+        dz = dz.transpose(1, 2).reshape(e - s, -1)  # back to the (n, C·M) layout of x Wᵀ (a view when M = 1)
+        if cast:
+            dz = dz.to(x.dtype)
+        if need[0]:
+            gx_parts.append(dz @ w)
+        if cast:
+            dz, xc = dz.to(ce), xc.to(ce)
+        if need[1]:
+            gw = dz.t() @ xc if gw is None else (gw.addmm(dz.t(), xc) if graph else gw.addmm_(dz.t(), xc))
+        if need[2]:
+            gb = dz.sum(0) if gb is None else (gb + dz.sum(0) if graph else gb.add_(dz.sum(0)))
+    return parts, gx_parts, gw, gb
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Per-position losses ``(N, M)`` of ``cross_entropy(x Wᵀ + b, y)``, chunked over rows in forward and
-    backward (backward recomputes each chunk's logits; its ops are differentiable, so double backward works)."""
+    """``cross_entropy(x Wᵀ + b, y)`` chunked over rows: the per-position losses ``(N, M)`` (``reduction`` 'none')
+    or their reduction (``R.reduce_weighted`` with ``denom``).
+
+    * Scalar reduction with a gradient needed (``need``): forward computes ``∂x``, ``∂W``, ``∂b`` for a unit
+      ``grad_output`` from each chunk's logits while it has them (3 matmuls per chunk in all, as the
+      materialised path) and keeps them (N×D, C×D, C: nothing of size N·C); backward scales them by
+      ``grad_output``.
+    * Otherwise (``'none'``, or a backward under ``create_graph=True``): backward recomputes each chunk's logits
+      from the saved inputs (one matmul more) with differentiable ops, so double backward works."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, w: Tensor, b: Tensor | None, target: Tensor, valid: Tensor | None,
-                weight: Tensor | None, classes: int, eps: float, probs: bool, rows: int, ce: torch.dtype) -> Tensor:
+                weight: Tensor | None, denom: Tensor | int, classes: int, eps: float, probs: bool, rows: int,
+                ce: torch.dtype, reduction: str, need: tuple[bool, bool, bool]) -> Tensor:
         """``ce``: the dtype the logits are cast to for the loss (``x``'s, or float32 under autocast)."""
-        ctx.save_for_backward(x, w, b, target, valid, weight)
-        ctx.classes, ctx.eps, ctx.probs, ctx.rows, ctx.ce = classes, eps, probs, rows, ce
-        parts = []
-        for s in range(0, x.size(0), rows):
-            e = min(s + rows, x.size(0))
-            z = _logits(x[s:e], w, b, classes).to(ce)
-            parts.append(_chunk_loss(z, target[s:e], None if valid is None else valid[s:e], weight, eps, probs))
-        if not parts:
+        ctx.classes, ctx.eps, ctx.probs, ctx.rows, ctx.ce, ctx.reduction = classes, eps, probs, rows, ce, reduction
+        n, m = x.size(0), w.size(0) // classes
+        g = None
+        if reduction != "none" and any(need):
+            g = _position_grad(x.new_ones((), dtype=ce), reduction, denom, ce).expand(n, m)
+        with torch.autocast(x.device.type, enabled=False) if ce != x.dtype else contextlib.nullcontext():
+            parts, gx_parts, gw, gb = _chunks(x, w, b, target, valid, weight, classes, eps, probs, rows, ce, g,
+                                              need, True, False)
+        done = None if g is None else _finish(x, w, b, gx_parts, gw, gb, need)
+        ctx.precomputed = g is not None
+        ctx.save_for_backward(x, w, b, target, valid, weight, denom if isinstance(denom, Tensor) else None,
+                              *(done or (None, None, None)))
+        ctx.denom = None if isinstance(denom, Tensor) else denom
+        if parts:
+            loss = torch.cat(parts) if len(parts) > 1 else parts[0]
+        else:
             dtype = ce if not probs else torch.promote_types(torch.promote_types(ce, target.dtype),
                                                              ce if weight is None else weight.dtype)
-            return x.new_zeros((0, w.size(0) // classes), dtype=dtype)
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
+            loss = x.new_zeros((0, m), dtype=dtype)
+        return loss if reduction == "none" else R.reduce_weighted(loss, reduction, denom)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, w, b, target, valid, weight = ctx.saved_tensors
-        classes, eps, probs, rows, ce = ctx.classes, ctx.eps, ctx.probs, ctx.rows, ctx.ce
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        cast = ce != x.dtype  # autocast: ∂z back in the projection's dtype, ∂W and ∂b summed in float32
-        graph = torch.is_grad_enabled()  # create_graph: accumulate out of place so autograd records it
-        gx_parts: list[Tensor] = []
-        gw = gb = None
-        for s in range(0, x.size(0), rows):
-            e = min(s + rows, x.size(0))
-            xc = x[s:e]
-            z = _logits(xc, w, b, classes).to(ce)
-            dz = _chunk_grad(z, grad[s:e], target[s:e], None if valid is None else valid[s:e], weight, eps, probs,
-                             not graph)
-            dz = dz.transpose(1, 2).reshape(e - s, -1)  # back to the (n, C·M) layout of x Wᵀ (a view when M = 1)
-            if cast:
-                dz = dz.to(x.dtype)
-            if need_x:
-                gx_parts.append(dz @ w)
-            if cast:
-                dz, xc = dz.to(ce), xc.to(ce)
-            if need_w:
-                gw = dz.t() @ xc if gw is None else (gw.addmm(dz.t(), xc) if graph else gw.addmm_(dz.t(), xc))
-            if need_b:
-                gb = dz.sum(0) if gb is None else (gb + dz.sum(0) if graph else gb.add_(dz.sum(0)))
-        gx = None
-        if need_x:
-            gx = torch.zeros_like(x) if not gx_parts else torch.cat(gx_parts) if len(gx_parts) > 1 else gx_parts[0]
-        if need_w:
-            gw = torch.zeros_like(w) if gw is None else gw.to(w.dtype)
-        if need_b:
-            gb = torch.zeros_like(b) if gb is None else gb.to(b.dtype)
-        return gx, gw, gb, None, None, None, None, None, None, None, None
+        x, w, b, target, valid, weight, denom, *done = ctx.saved_tensors
+        graph = torch.is_grad_enabled()  # create_graph: recompute with differentiable ops (double backward)
+        need = tuple(ctx.needs_input_grad[:3])
+        if ctx.precomputed and not graph:
+            grads = tuple(None if t is None or not k else t * grad.to(t.dtype) for t, k in zip(done, need,
+                                                                                               strict=True))
+        else:
+            g = grad
+            if ctx.reduction != "none":
+                g = _position_grad(grad, ctx.reduction, ctx.denom if denom is None else denom, ctx.ce)
+                g = g.expand(x.size(0), w.size(0) // ctx.classes)
+            _, gx_parts, gw, gb = _chunks(x, w, b, target, valid, weight, ctx.classes, ctx.eps, ctx.probs, ctx.rows,
+                                          ctx.ce, g, need, False, graph)
+            grads = _finish(x, w, b, gx_parts, gw, gb, need)
+        return *grads, None, None, None, None, None, None, None, None, None, None, None
+
+
+def _position_grad(grad: Tensor, reduction: str, denom: Tensor | int, ce: torch.dtype) -> Tensor:
+    """``∂ reduce_weighted(loss)/∂ loss_i`` times ``grad`` (0-d): ``grad`` for 'sum', ``grad / Σ denom`` for
+    'mean' (divided in the reduction's accumulation dtype, as autograd through ``reduce_weighted`` would)."""
+    if reduction == "sum":
+        return grad.to(ce)
+    total = R.weight_total(denom, ce)
+    return (grad.to(torch.promote_types(ce, torch.float64)) / total).to(ce)
+
+
+def _finish(x: Tensor, w: Tensor, b: Tensor | None, gx_parts: list[Tensor], gw: Tensor | None, gb: Tensor | None,
+            need: tuple[bool, ...]) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The chunk walk's gradients as full tensors in their inputs' dtypes (zeros for an empty batch)."""
+    gx = None
+    if need[0]:
+        gx = torch.zeros_like(x) if not gx_parts else torch.cat(gx_parts) if len(gx_parts) > 1 else gx_parts[0]
+    if need[1]:
+        gw = torch.zeros_like(w) if gw is None else gw.to(w.dtype)
+    if need[2]:
+        gb = torch.zeros_like(b) if gb is None else gb.to(b.dtype)
+    return gx, gw if need[1] else None, gb if need[2] else None
 
 
 def _autocast_cast(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
@@ -315,8 +379,8 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
         if not autocast:  # torch would promote; we keep input's dtype (under autocast: promoted, as torch)
             target, weight = target.to(ce), None if weight is None else weight.to(ce)
         t = target.reshape(x.size(0), classes, m).transpose(1, 2)  # (N, M, C), classes last
-        loss = _LinearCrossEntropy.apply(x, w, b, t, None, weight, classes, eps, True, rows, ce)
-        denom: Tensor | int = loss.numel()
+        loss = _LinearCrossEntropy.apply(x, w, b, t, None, weight, t.size(0) * t.size(1), classes, eps, True, rows,
+                                         ce, reduction, _needs_grad(x, w, b))
     else:
         _check_class_target(target, batch, out_features)
         valid, safe = _valid(target, ignore_index, classes)
@@ -325,13 +389,18 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
         if weight is not None and torch.is_grad_enabled() and weight.requires_grad:
             raise RuntimeError("The function 'nll_loss_forward' is not differentiable with respect to argument "
                                "'weight'. This input cannot have requires_grad True.")
-        loss = _LinearCrossEntropy.apply(x, w, b, safe, valid, weight, classes, eps, False, rows, ce)
         if weight is not None:
             wy = weight[safe]
-            denom = wy if valid is None else wy * valid
+            denom: Tensor | int = wy if valid is None else wy * valid
         else:
-            denom = loss.numel() if valid is None else valid.to(loss.dtype)
-    shape = (*batch, *out_features)
-    if reduction == "none":
-        return loss.reshape(shape)
-    return R.reduce_weighted(loss, reduction, denom)
+            denom = safe.numel() if valid is None else valid.to(ce)
+        loss = _LinearCrossEntropy.apply(x, w, b, safe, valid, weight, denom, classes, eps, False, rows, ce,
+                                         reduction, _needs_grad(x, w, b))
+    return loss.reshape((*batch, *out_features)) if reduction == "none" else loss
+
+
+def _needs_grad(x: Tensor, w: Tensor, b: Tensor | None) -> tuple[bool, bool, bool]:
+    """Which of ``x``, ``w``, ``b`` autograd will ask a gradient for (forward precomputes those)."""
+    if not torch.is_grad_enabled():
+        return False, False, False
+    return x.requires_grad, w.requires_grad, b is not None and b.requires_grad

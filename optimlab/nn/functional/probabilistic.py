@@ -136,8 +136,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
         _check_smoothing(label_smoothing)
     valid, safe = _valid_and_safe(target, ignore_index, input.size(_class_dim(input)))
     w = target_weights(valid, safe, weight, input.dtype)
-    loss = CrossEntropyIndex.apply(input, safe, valid, w, weight, max(label_smoothing, 0.0))
-    return R.reduce_weighted(loss, reduction, loss.numel() if w is None else w)
+    loss = CrossEntropyIndex.apply(input, safe, valid, w, weight, max(label_smoothing, 0.0))  # float64
+    return R.reduce_weighted(loss, reduction, loss.numel() if w is None else w).to(input.dtype)
 
 
 def _weight_not_differentiable(input: Tensor, weight: Tensor | None) -> None:
