@@ -167,10 +167,9 @@ class Adafactor(Optimizer):
                 _fused.apply(self, adafactor_rule, group, [params, grads, *moments, [st["step"] for st in states]],
                              {"lr": lr, **hyper})
                 continue
-            if group.get("fused") and getattr(self, "found_inf", None) is not None and float(self.found_inf) != 0.0:
-                continue  # GradScaler's inf/NaN skip (the unfused fallback of fused=True)
-            if group.get("fused") and getattr(self, "grad_scale", None) is not None:
-                grads = [g / self.grad_scale.to(g.device) for g in grads]
+            if self._skip(group):  # GradScaler's contract on the unfused fallback of fused=True
+                continue
+            grads = self._unscale(group, grads)
             for st in states:
                 st["step"] += 1
             for p, g, st in zip(params, grads, states, strict=True):
