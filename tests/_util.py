@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import types
+import unittest
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -45,3 +48,15 @@ OPTIM_CONFIGS: dict[str, dict[str, Any]] = {
     "ASGD": {"lr": 0.05, "t0": 3.0},
 }
 
+
+def module_info(cls: type) -> Any:
+    """torch's ModuleInfo (``module_db`` entry) for ``cls``; its test helpers import ``expecttest`` (a test-only
+    package not installed here) only for a TestCase base class, so a stand-in is registered when it is missing."""
+    if "expecttest" not in sys.modules:
+        try:
+            import expecttest  # noqa: F401
+        except ModuleNotFoundError:
+            sys.modules["expecttest"] = types.SimpleNamespace(TestCase=unittest.TestCase)
+    from torch.testing._internal.common_modules import module_db
+
+    return next(m for m in module_db if m.module_cls is cls)
