@@ -219,3 +219,48 @@ def test_bench_suite_writes_results_and_chart(tmp_path):
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| SGD |" in text and "| Rprop |" in text and torch.__version__ in text
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _perturb(t, ours, ref):
+    """What a training script may do between steps, done to both optimizers alike: swap a parameter's storage
+    (``Module.to``-style ``p.data = …``), replace a state tensor, reset a step counter, reload the state."""
+    for opt in (ours, ref):
+        params = [p for g in opt.param_groups for p in g["params"]]
+        if t == 1:
+            for p in params:
+                p.data = p.data.clone()
+        elif t == 2:
+            st = opt.state[params[0]]
+            key = next(k for k, v in st.items() if isinstance(v, torch.Tensor) and v.dim() and k != "step")
+            st[key] = st[key].clone()
+        elif t == 3:
+            st = opt.state[params[3]]
+            st["step"] = torch.zeros_like(st["step"])
+        elif t == 4:
+            opt.load_state_dict(opt.state_dict())
+
+
+@pytest.mark.parametrize("name,kw", [("Adam", {"lr": 0.01}), ("Adadelta", {"lr": 0.5})],
+                         ids=["step-reading rule", "step-free rule"])
+def test_cached_calls_follow_new_storage_state_and_counters(name, kw, monkeypatch):
+    """The per-group plan of compiled calls (``_fused._Plan``) is rebuilt whenever what it holds changes: each
+    perturbation would leave a stale plan writing old tensors, and the lockstep comparison would fail."""
+    builds = []
+    build = _fused._build
+    monkeypatch.setattr(_fused, "_build", lambda *a: builds.append(1) or build(*a))
+    _lockstep(name, kw, steps=7, each_step=_perturb)
+    assert len(builds) == 5  # first step, then after each of the four perturbations: reused otherwise
+
+
+def test_noncontiguous_gradient_is_not_passed_flat():
+    a, b = _params(), _params()
+    ours, ref = oo.Adam(a, lr=0.01, fused=True), torch.optim.Adam(b, lr=0.01, foreach=False)
+    for t in range(3):
+        for p, q, g in zip(a, b, _grads(t, a), strict=True):
+            if t == 1 and g.dim() == 2:  # same values, transposed strides
+                g = g.t().contiguous().t()
+            p.grad, q.grad = g.clone() if g.is_contiguous() else g, g.clone()
+        ours.step()
+        ref.step()
+        for p, q in zip(a, b, strict=True):
+            assert _close(p.detach(), q.detach()), t

@@ -13,6 +13,10 @@ training, at little cost per call:
   keep each tensor's shape instead, one size symbol per (slot, dimension).
 * **Called directly.** The compiled graph is cached by everything it specialises on (rule, constant
   hyperparameters, dtypes and layout, device) and called without a Dynamo frame: no guards per call.
+* **Planned once per group.** The layout checks, the chunking and each chunk's flat argument list are
+  kept per parameter group (:class:`_Plan`) and reused while the parameters (object and storage), the
+  state tensors and the step counters are the same objects and the gradients keep their layout; a step
+  then only fills in the gradients and calls the kernels.
 * **Changing scalars are tensors.** ``step`` (the state counters themselves, advanced inside the
   kernel) and ``lr`` enter as tensors, so schedules and steps never recompile; the rule then takes
   its tensor-step branch. The other hyperparameters and flags are constants of the graph.
@@ -35,8 +39,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 import os
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,7 +77,9 @@ _kernels: dict[tuple[Any, ...], Callable[..., Any]] = {}
 #: call. ``cpp.vec_isa_ok``: take the vector ISAs that /proc/cpuinfo lists instead of building and
 #: loading a probe program per ISA (~8 s on a fresh cache, ~1.4 s per process after); if the
 #: compiler then cannot build for them, the compile fails and fused=True falls back (warning once).
-_INDUCTOR: dict[str, Any] = {"size_asserts": False, "cpp.vec_isa_ok": True}
+#: ``force_pointwise_cat``: :class:`_Hoist`'s row of scalars is one small loop writing one buffer; Inductor's
+#: CPU default (a copy into a view per value) costs a ``reinterpret_tensor`` per value per call.
+_INDUCTOR: dict[str, Any] = {"size_asserts": False, "cpp.vec_isa_ok": True, "force_pointwise_cat": True}
 _failed: set[str] = set()
 _warned: set[str] = set()
 _dummies: dict[tuple[Any, ...], list[Tensor]] = {}
@@ -134,23 +142,28 @@ class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
                     and all(a.op == "placeholder" or a in seen for a in node.all_input_nodes)):
                 seen.add(node)
                 hoisted.append(node)
-        read: dict[tuple[Any, Any], list[torch.fx.Node]] = {}
+        read: dict[Any, list[torch.fx.Node]] = {}
         for node in hoisted:
             if any(u not in seen and u.op != "output" for u in node.users):
-                v = node.meta["val"]
-                read.setdefault((v.dtype, v.device), []).append(node)
+                read.setdefault(node.meta["val"].device, []).append(node)
         if not read:
             return
         anchor = [n for n in graph.nodes if n.op == "placeholder"][-1]
         for node in hoisted:
             anchor.append(node)
             anchor = node
-        for nodes in read.values():
-            rows = []
+        convert = torch.ops.prims.convert_element_type.default
+        for nodes in read.values():  # one float64 row per device (float32, bool, … values convert exactly)
+            rows: list[torch.fx.Node] = []
             for node in nodes:
                 with graph.inserting_after(anchor):
                     anchor = graph.call_function(torch.ops.aten.unsqueeze.default, (node, 0))
                 rows.append(anchor)
+                if node.meta["val"].dtype != torch.float64:
+                    with graph.inserting_after(anchor):
+                        anchor = graph.call_function(convert, (anchor, torch.float64))
+                    rows[-1] = anchor
+            inner = set(rows) | {r.args[0] for r in rows}
             with graph.inserting_after(anchor):
                 values = graph.call_function(torch.ops.aten.cat.default, (rows,))
             with graph.inserting_after(values):
@@ -158,15 +171,17 @@ class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
             anchor = stacked
             for i, node in enumerate(nodes):
                 with graph.inserting_after(anchor):
-                    sel = graph.call_function(torch.ops.aten.select.int, (stacked, 0, i))
-                anchor = sel
+                    anchor = sel = graph.call_function(torch.ops.aten.select.int, (stacked, 0, i))
+                if node.meta["val"].dtype != torch.float64:
+                    with graph.inserting_after(anchor):
+                        anchor = sel = graph.call_function(convert, (sel, node.meta["val"].dtype))
                 for u in list(node.users):
-                    if u not in seen and u not in rows and u.op != "output":
+                    if u not in seen and u not in inner and u.op != "output":
                         u.replace_input_with(node, sel)
         graph.lint()
 
     def uuid(self) -> str:
-        return "optimlab-fused-hoist-2"
+        return "optimlab-fused-hoist-3"
 
 
 def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequence[Tensor] | None,
@@ -400,6 +415,55 @@ def _arg_names(rule: Callable[..., Any]) -> list[str]:
     return list(inspect.signature(rule).parameters)
 
 
+class _Plan:
+    """One group's compiled calls, kept across steps while nothing they were built from changes: the kernel
+    and flat argument list of every chunk, with the gradient positions to fill in each step.
+
+    Valid while every list other than the gradients holds the same objects (:meth:`fits`: the parameters
+    by identity and storage, the state by identity; ``load_state_dict`` and new state give new tensors),
+    the optimizer's ``state`` is the same dict with the same step counters, and each gradient is
+    contiguous with the planned dtype and size. Anything else builds a new plan."""
+
+    __slots__ = ("key", "refs", "ptrs", "state", "steps", "step_dicts", "calls", "grads", "rest")
+
+    def __init__(self, key: tuple[Any, ...], lists: Sequence[Sequence[Any]], state: Any,
+                 step_dicts: list[dict[str, Any]] | None, steps: list[Tensor] | None) -> None:
+        self.key = key
+        self.refs = [tuple(x) for j, x in enumerate(lists) if j != 1]
+        self.ptrs = [p.data_ptr() for p in lists[0]]
+        self.state, self.step_dicts, self.steps = state, step_dicts, steps
+        #: per chunk: (kernel, flat arguments with the gradient entries None, [(position, parameter, flatten)])
+        self.calls: list[tuple[Callable[..., Any], list[Any], list[tuple[int, int, bool]]]] = []
+        #: per compiled parameter: (index, dtype, numel) its gradient must have
+        self.grads: list[tuple[int, torch.dtype, int]] = []
+        self.rest: list[int] = []
+
+    def fits(self, key: tuple[Any, ...], lists: Sequence[Sequence[Any]], state: Any) -> bool:
+        if key != self.key or state is not self.state:
+            return False
+        refs = iter(self.refs)
+        for j, x in enumerate(lists):
+            if j != 1:
+                ref = next(refs)
+                if len(x) != len(ref) or not all(map(operator.is_, x, ref)):
+                    return False
+        if [p.data_ptr() for p in lists[0]] != self.ptrs:  # ``p.data = …`` (Module.to, …) swaps the storage
+            return False
+        if self.step_dicts is not None and not all(
+                map(operator.is_, (d.get("step") for d in self.step_dicts), self.steps)):  # type: ignore[arg-type]
+            return False
+        grads = lists[1]
+        for i, dtype, numel in self.grads:
+            g = grads[i]
+            if not (type(g) in PLAIN and g.dtype == dtype and g.is_contiguous() and g.numel() == numel) or g.is_sparse:
+                return False
+        return True
+
+
+#: the plans of each optimizer's groups, by ``id(group)`` (dropped with the optimizer)
+_plans: weakref.WeakKeyDictionary[Any, dict[int, _Plan]] = weakref.WeakKeyDictionary()
+
+
 def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequence[Sequence[Any]],
           hyper: dict[str, Any]) -> None:
     """Run ``rule(*items, **hyper)`` over ``lists`` (parameters first, gradients second, as
@@ -407,61 +471,89 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     name = rule.__name__
     names = _arg_names(rule)
     step_pos = names.index("step") if "step" in names else -1
-    params = lists[0]
-    device = params[0].device
+    device = lists[0][0].device
     scale, found_inf = getattr(opt, "grad_scale", None), getattr(opt, "found_inf", None)
     scale = None if scale is None else scale.to(device)
     found_inf = None if found_inf is None else found_inf.to(device)
-    state_steps: list[Tensor] | None = [opt.state.get(p, {}).get("step") for p in params]  # no new entries
-    if not all(isinstance(t, Tensor) for t in state_steps):  # type: ignore[union-attr]
-        state_steps = None
-        if step_pos >= 0:  # a rule that reads the step needs the counters
-            raise RuntimeError(f"{name}: fused step needs tensor step counters")
-    call_lists = [list(x) for x in lists]
-    for arg in _NONE_ARGS.get(name, ()):
-        call_lists[names.index(arg)] = [None] * len(params)
     call_hyper = {**hyper, **_OVERRIDES.get(name, {})}
     lr = call_hyper.pop("lr", None)
     if lr is not None:
         lr = (lr.detach().reshape(1).to(device=device, dtype=torch.float64, copy=True) if isinstance(lr, Tensor)
               else torch.tensor([lr], dtype=torch.float64, device=device))
+    consts = tuple(sorted((k, _key_value(v)) for k, v in call_hyper.items()))
+    key = (name, consts, scale is not None, found_inf is not None, lr is not None, device)
+    plans = _plans.setdefault(opt, {})
+    plan = plans.get(id(group))
+    if plan is None or not plan.fits(key, lists, opt.state):
+        plan = plans[id(group)] = _build(opt, rule, lists, call_hyper, key, step_pos)
+    grads = lists[1]
+    extras = [t for t in (scale, found_inf, lr) if t is not None]
+    for kernel, template, fill in plan.calls:
+        args = template.copy()
+        for pos, i, flatten in fill:
+            args[pos] = _flat(grads[i]) if flatten else grads[i]
+        kernel(*args, *extras)
+    for i in plan.rest:
+        _eager(rule, [x[i] for x in lists], step_pos, hyper, None if plan.steps is None else plan.steps[i],
+               scale, found_inf)
 
+
+def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], call_hyper: dict[str, Any],
+           key: tuple[Any, ...], step_pos: int) -> _Plan:
+    """A group's :class:`_Plan`: each parameter's layout (:func:`_layout`), the parameters of one layout in
+    chunks of the rule's slot count, each chunk's flat arguments, and the parameters left to the eager rule."""
+    name, _, with_scale, with_found_inf, with_lr, device = key
+    params = lists[0]
+    step_dicts = [opt.state.get(p, {}) for p in params]  # no new entries
+    state_steps: list[Tensor] | None = [d.get("step") for d in step_dicts]  # type: ignore[misc]
+    if not all(isinstance(t, Tensor) for t in state_steps):  # type: ignore[union-attr]
+        state_steps = None
+        if step_pos >= 0:  # a rule that reads the step needs the counters
+            raise RuntimeError(f"{name}: fused step needs tensor step counters")
+    plan = _Plan(key, lists, opt.state, None if state_steps is None else step_dicts, state_steps)
+    call_lists = [list(x) for x in lists]
+    names = _arg_names(rule)
+    for arg in _NONE_ARGS.get(name, ()):
+        call_lists[names.index(arg)] = [None] * len(params)
     by: dict[tuple[Any, ...], list[int]] = {}
-    rest: list[int] = []
     for i, items in enumerate(zip(*call_lists, strict=True)):
         kinds = _layout(items, step_pos, name in _SHAPED)
         if kinds is None:
-            rest.append(i)
+            plan.rest.append(i)
         else:
             by.setdefault((kinds, None if state_steps is None else state_steps[i].dtype), []).append(i)
-    extras = [t for t in (scale, found_inf, lr) if t is not None]
     todo = list(by.items())
     for n, ((kinds, step_dtype), idx) in enumerate(todo):
         slots = _SLOTS.get(name, SLOTS)
-        spec = (kinds, step_dtype, scale is not None, found_inf is not None, lr is not None, slots)
+        spec = (kinds, step_dtype, with_scale, with_found_inf, with_lr, slots)
         try:
             kernel = _kernel(rule, call_hyper, spec, step_pos, device)
         except Exception as err:  # noqa: BLE001 - any compiler failure: warn once, run unfused
             _failed.add(device.type)
             _warn_once(device.type, err)
-            rest.extend(i for _, later in todo[n:] for i in later)
+            plan.rest.extend(i for _, later in todo[n:] for i in later)
             break
+        plan.grads += [(i, kinds[1][0], params[i].numel()) for i in idx]
         for c in range(0, len(idx), slots):
             sel = idx[c:c + slots]
             dummies = [_dummy(kinds, step_dtype, slot, device) for slot in range(len(sel), slots)]
-            flat: list[Tensor] = []
+            flat: list[Any] = []
+            fill: list[tuple[int, int, bool]] = []
             for j, k in enumerate(kinds):
-                if k is not None:
-                    x = call_lists[j]
-                    flat += [_flat(x[i]) for i in sel] if k[1] == 1 else [x[i] for i in sel]
-                    flat += [d[j] for d in dummies]
+                if k is None:
+                    continue
+                for i in sel:
+                    if j == 1:
+                        fill.append((len(flat), i, k[1] == 1))
+                        flat.append(None)
+                    else:
+                        flat.append(_flat(call_lists[j][i]) if k[1] == 1 else call_lists[j][i])
+                flat += [d[j] for d in dummies]
             if state_steps is not None:
                 flat += [state_steps[i] for i in sel]
                 flat += [d[-1] for d in dummies]
-            kernel(*flat, *extras)
-    for i in rest:
-        _eager(rule, [x[i] for x in lists], step_pos, hyper, None if state_steps is None else state_steps[i],
-               scale, found_inf)
+            plan.calls.append((kernel, flat, fill))
+    return plan
 
 
 def check_init(opt: Any, fused: bool | None, foreach: bool | None, differentiable: bool) -> None:

@@ -121,6 +121,10 @@ def _real(t: Any) -> Any:
     return torch.view_as_real(t) if isinstance(t, Tensor) and t.is_complex() else t
 
 
+def _same(t: Any) -> Any:
+    return t
+
+
 class Optimizer(torch.optim.Optimizer):
     """Base class of optimlab's optimizers (see the module docstring for attributes and methods)."""
 
@@ -208,6 +212,8 @@ class Optimizer(torch.optim.Optimizer):
         sparse gradient raises torch's RuntimeError unless ``sparse_ok``.
         """
         params: list[Tensor] = []
+        dicts: list[dict[str, Any]] = []
+        differentiable = group.get("differentiable")
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -215,16 +221,20 @@ class Optimizer(torch.optim.Optimizer):
                 raise RuntimeError(sparse_error or f"{type(self).__name__} does not support sparse gradients")
             params.append(p)
             state = self.state[p]
+            dicts.append(state)
             if len(state) == 0:
                 if group.get("fused"):
                     self._check_fused(p)
                 state.update(init(p, group))
-            if group.get("differentiable") and isinstance(state.get("step"), Tensor) and state["step"].requires_grad:
+            if differentiable and isinstance(state.get("step"), Tensor) and state["step"].requires_grad:
                 raise RuntimeError("`requires_grad` is not supported for `step` in differentiable mode")
         grads = self._grads(params, group.get("maximize", False))
         grads = self._unscale(group, grads)
-        states = [[_real(self.state[p][k]) if k in self.state[p] else None for p in params] for k in keys]
-        steps = [self.state[p]["step"] for p in params] if params and "step" in self.state[params[0]] else []
+        real = _real if any(p.is_complex() for p in params) else _same  # one test per parameter, not per tensor
+        states = [[real(d[k]) if k in d else None for d in dicts] for k in keys]
+        steps = [d["step"] for d in dicts] if params and "step" in dicts[0] else []
+        if real is _same:
+            return params, grads, states, steps
         return [_real(p) for p in params], [_real(g) for g in grads], states, steps
 
     def _unscale(self, group: dict[str, Any], grads: list[Tensor]) -> list[Tensor]:
