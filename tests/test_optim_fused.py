@@ -264,3 +264,21 @@ def test_noncontiguous_gradient_is_not_passed_flat():
         ref.step()
         for p, q in zip(a, b, strict=True):
             assert _close(p.detach(), q.detach()), t
+
+
+def test_step_is_an_in_place_update_for_autograd():
+    """The compiled call bumps the version counters of what it writes, as torch's fused kernels do: a
+    parameter saved for backward and then stepped is caught by autograd, on every step (the first call
+    goes through Inductor's wrappers, later ones through the generated code directly)."""
+    p = torch.nn.Parameter(torch.randn(100))
+    opt = oo.Adam([p], lr=0.01, fused=True)
+    for _ in range(3):
+        x = torch.randn(100, requires_grad=True)
+        y = (x * p).sum()
+        p.grad = torch.randn(100)
+        before = p._version
+        opt.step()
+        assert p._version > before and opt.state[p]["exp_avg"]._version > 0
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            y.backward()
+    assert all(k.call is not None for k in _fused._kernels.values() if isinstance(k, _fused._Direct))
