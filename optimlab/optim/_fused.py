@@ -44,6 +44,7 @@ import os
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 import torch
@@ -347,17 +348,21 @@ def _compiled_graph(fn: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------- dispatch
+_IS_CPU, _IS_CUDA = operator.attrgetter("is_cpu"), operator.attrgetter("is_cuda")
+_DTYPE = operator.attrgetter("dtype")
+
+
 def active(group: dict[str, Any], params: Sequence[Tensor] | None = None) -> bool:
     """Whether ``group`` takes the compiled path now (fused, eager caller, supported device)."""
     if not group.get("fused") or torch.compiler.is_compiling():
         return False
     ps = group["params"] if params is None else params
     # plain tensors only: a tensor subclass (FSDP2's DTensor) has no storage of its own to alias flat
-    if not all(type(p) in PLAIN for p in ps):
+    if not all(map(PLAIN.__contains__, map(type, ps))):  # (map: the loop runs in C)
         return False
-    if all(p.is_cpu for p in ps):  # the common cases without building device objects
+    if all(map(_IS_CPU, ps)):  # the common cases without building device objects
         return "cpu" not in _failed
-    if all(p.is_cuda for p in ps):
+    if all(map(_IS_CUDA, ps)):
         return "cuda" not in _failed
     return all(p.device.type in _DEVICES and p.device.type not in _failed for p in ps)
 
@@ -486,8 +491,9 @@ class _Plan:
         self.state, self.step_dicts, self.steps = state, step_dicts, steps
         #: per chunk: (kernel, flat arguments with the gradient entries None, [(position, parameter, flatten)])
         self.calls: list[tuple[Callable[..., Any], list[Any], list[tuple[int, int, bool]]]] = []
-        #: per compiled parameter: (index, dtype, numel) its gradient must have
-        self.grads: list[tuple[int, torch.dtype, int]] = []
+        #: the dtype, size and contiguity of each gradient (plain and dense: :func:`_layout` checked)
+        grads = lists[1]
+        self.grads = (list(map(_DTYPE, grads)), list(map(Tensor.numel, grads)), list(map(Tensor.is_contiguous, grads)))
         self.rest: list[int] = []
 
     def fits(self, key: tuple[Any, ...], lists: Sequence[Sequence[Any]], state: Any) -> bool:
@@ -499,17 +505,15 @@ class _Plan:
                 ref = next(refs)
                 if len(x) != len(ref) or not all(map(operator.is_, x, ref)):
                     return False
-        if [p.data_ptr() for p in lists[0]] != self.ptrs:  # ``p.data = …`` (Module.to, …) swaps the storage
+        if list(map(Tensor.data_ptr, lists[0])) != self.ptrs:  # ``p.data = …`` (Module.to, …) swaps the storage
             return False
         if self.step_dicts is not None and not all(
-                map(operator.is_, (d.get("step") for d in self.step_dicts), self.steps)):  # type: ignore[arg-type]
+                map(operator.is_, map(dict.get, self.step_dicts, repeat("step")), self.steps)):  # type: ignore[arg-type]
             return False
-        grads = lists[1]
-        for i, dtype, numel in self.grads:
-            g = grads[i]
-            if not (type(g) in PLAIN and g.dtype == dtype and g.is_contiguous() and g.numel() == numel) or g.is_sparse:
-                return False
-        return True
+        grads = lists[1]  # as planned: plain, dense, of the same dtypes, sizes and contiguity
+        return (all(map(PLAIN.__contains__, map(type, grads))) and list(map(_DTYPE, grads)) == self.grads[0]
+                and list(map(Tensor.numel, grads)) == self.grads[1]
+                and list(map(Tensor.is_contiguous, grads)) == self.grads[2])
 
 
 #: the plans of each optimizer's groups, by ``id(group)`` (dropped with the optimizer)
@@ -585,7 +589,6 @@ def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], c
             _warn_once(device.type, err)
             plan.rest.extend(i for _, later in todo[n:] for i in later)
             break
-        plan.grads += [(i, kinds[1][0], params[i].numel()) for i in idx]
         for c in range(0, len(idx), slots):
             sel = idx[c:c + slots]
             dummies = [_dummy(kinds, step_dtype, slot, device) for slot in range(len(sel), slots)]

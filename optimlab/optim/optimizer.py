@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any, ClassVar
 
 import torch
@@ -119,10 +120,6 @@ def _foreach_capable(t: Tensor) -> bool:
 
 def _real(t: Any) -> Any:
     return torch.view_as_real(t) if isinstance(t, Tensor) and t.is_complex() else t
-
-
-def _same(t: Any) -> Any:
-    return t
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -212,29 +209,31 @@ class Optimizer(torch.optim.Optimizer):
         sparse gradient raises torch's RuntimeError unless ``sparse_ok``.
         """
         params: list[Tensor] = []
+        raw: list[Tensor] = []
         dicts: list[dict[str, Any]] = []
-        differentiable = group.get("differentiable")
+        differentiable, state = group.get("differentiable"), self.state
         for p in group["params"]:
-            if p.grad is None:
+            g = p.grad
+            if g is None:
                 continue
-            if p.grad.is_sparse and not sparse_ok:
+            if g.is_sparse and not sparse_ok:
                 raise RuntimeError(sparse_error or f"{type(self).__name__} does not support sparse gradients")
             params.append(p)
-            state = self.state[p]
-            dicts.append(state)
-            if len(state) == 0:
+            raw.append(g)
+            st = state[p]
+            dicts.append(st)
+            if not st:
                 if group.get("fused"):
                     self._check_fused(p)
-                state.update(init(p, group))
-            if differentiable and isinstance(state.get("step"), Tensor) and state["step"].requires_grad:
+                st.update(init(p, group))
+            if differentiable and isinstance(st.get("step"), Tensor) and st["step"].requires_grad:
                 raise RuntimeError("`requires_grad` is not supported for `step` in differentiable mode")
-        grads = self._grads(params, group.get("maximize", False))
+        grads = [-g for g in raw] if group.get("maximize", False) else raw
         grads = self._unscale(group, grads)
-        real = _real if any(p.is_complex() for p in params) else _same  # one test per parameter, not per tensor
-        states = [[real(d[k]) if k in d else None for d in dicts] for k in keys]
-        steps = [d["step"] for d in dicts] if params and "step" in dicts[0] else []
-        if real is _same:
-            return params, grads, states, steps
+        steps = list(map(dict.__getitem__, dicts, repeat("step"))) if params and "step" in dicts[0] else []
+        if not any(map(Tensor.is_complex, params)):  # (map: the loops run in C)
+            return params, grads, [list(map(dict.get, dicts, repeat(k))) for k in keys], steps
+        states = [[_real(d[k]) if k in d else None for d in dicts] for k in keys]
         return [_real(p) for p in params], [_real(g) for g in grads], states, steps
 
     def _unscale(self, group: dict[str, Any], grads: list[Tensor]) -> list[Tensor]:
