@@ -10,7 +10,9 @@ training, at little cost per call:
   Missing slots of the last chunk take tiny private dummy tensors, so the graph never sees a
   different list length. (One graph over the whole list is the fastest kernel but compiles for
   minutes; one call per tensor costs a dispatch each.) Rules that reduce per parameter (Adafactor)
-  keep each tensor's shape instead, one size symbol per (slot, dimension).
+  keep each tensor's shape instead, one size symbol per (slot, dimension); so does Muon's update,
+  whose orthogonalised matrix is a transposed view for a tall parameter (passed as the contiguous
+  tensor it views, transposed back in the graph).
 * **Called directly.** The compiled graph is cached by everything it specialises on (rule, constant
   hyperparameters, dtypes and layout, device) and called without a Dynamo frame: no guards per call.
 * **Changing scalars are tensors.** ``step`` (the state counters themselves, advanced inside the
@@ -21,9 +23,17 @@ training, at little cost per call:
   0-d value the element loops read once, into one buffer, before them.
 * **Scalar arguments.** Tensor-valued ``alpha=``/``value=`` arguments (``p.add_(g, alpha=-lr)`` with a
   tensor lr) become a product inside the kernel (:class:`_ScalarArgs`), which costs no memory traffic.
-* **GradScaler** (``grad_scale``/``found_inf`` set on the optimizer, as for torch's fused optimizers):
-  the gradient is divided by the scale inside the kernel and written back unscaled, and every
-  update is masked by ``found_inf`` (step counters included) on the device: no host sync.
+* **GradScaler** (``grad_scale``/``found_inf`` set on an optimizer that advertises
+  ``_step_supports_amp_scaling``, as torch's fused optimizers do): the gradient is divided by the
+  scale inside the kernel and written back unscaled, and every update is masked by ``found_inf``
+  (step counters included) on the device: no host sync.
+* **Rules that are not elementwise** through and through run their elementwise parts here and the
+  rest eagerly: Muon's momentum (and the bfloat16 Newton–Schulz input, a scratch tensor) is one
+  kernel, the Newton–Schulz matmuls run eagerly per parameter, its decay and update another kernel
+  (the shape-dependent lr ratio a per-parameter 0-d input). Its product-sums round as ATen's
+  (:class:`_EagerFMA`): on CPU the buffer and the parameters then equal the unfused path's bit for
+  bit, so the bfloat16 rounding of the next Newton–Schulz input cannot turn a float32 ulp into a
+  bfloat16 one.
 
 Anything the chunks cannot take (a tensor that is not contiguous or holds fewer than 2 elements)
 runs the rule eagerly. Where compiling fails (no C++ compiler, an unsupported device or op) the
@@ -33,9 +43,11 @@ tolerance. Under an outer ``torch.compile`` the rule runs inline, for the outer 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
+import struct
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,12 +69,20 @@ _OVERRIDES: dict[str, dict[str, Any]] = {"nadam_rule": {"tensor_math": True}}
 #: per-parameter scalar arguments that the fused call passes as None (capturable branch)
 _NONE_ARGS: dict[str, tuple[str, ...]] = {"asgd_rule": ("eta", "mu")}
 #: rules that reduce over a parameter's dimensions: their tensors keep their shapes (no flattening)
-_SHAPED = frozenset({"adafactor_rule"})
+_SHAPED = frozenset({"adafactor_rule", "muon_update_rule"})
 #: parameters per compiled call where not ``SLOTS``: Adafactor's slot holds four reductions and
 #: compiles ~4x slower (GPT-2-mini set, cold: 10 s with 2 slots, 23 s with 8)
 _SLOTS: dict[str, int] = {"adafactor_rule": 2}
 #: rules whose 0-d state tensors are computed on in float64 (see :func:`_chunk`)
 _PROMOTE = frozenset({"asgd_rule"})
+#: rules whose ``lerp`` and ``add_(…, alpha=)`` must round as eager's (:class:`_EagerFMA`). Muon: its
+#: momentum feeds a bfloat16 rounding (the Newton–Schulz input), where one float32 ulp of difference
+#: flips a bfloat16 ulp (2^-8) now and then; with real gradients an ulp in the parameters does the
+#: same a step later (measured: past the fused float32 row within 10 steps either way).
+_EAGER_FMA = frozenset({"muon_momentum_rule", "muon_update_rule"})
+#: rules whose scalar math on a tensor lr is done in the lr's dtype, as eager's tensor arithmetic
+#: (the others compute it in float64, rounded once)
+_OWN_LR_DTYPE = frozenset({"muon_update_rule"})
 
 #: compiled chunks by (rule, constant hyperparameters, input layout, device)
 _kernels: dict[tuple[Any, ...], Callable[..., Any]] = {}
@@ -84,7 +104,8 @@ _VALUE = frozenset({Tensor.addcdiv, Tensor.addcdiv_, Tensor.addcmul, Tensor.addc
 
 class _ScalarArgs(torch.overrides.TorchFunctionMode):
     """Rewrites ``x.add_(y, alpha=a)`` / ``x.addcdiv_(y, z, value=a)`` with a non-constant ``a`` (a
-    tensor, or a symbolic float) into ``x.add_(y * a)`` / ``x.addcdiv_(y * a, z)``."""
+    tensor, or a symbolic float) into ``x.add_(y * a)`` / ``x.addcdiv_(y * a, z)`` (``y`` first cast
+    to the result's dtype where it has another, as eager computes ``a·y``)."""
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
@@ -92,8 +113,61 @@ class _ScalarArgs(torch.overrides.TorchFunctionMode):
         key = "alpha" if func in _ALPHA else "value" if func in _VALUE else None
         if key is not None and key in kwargs and type(kwargs[key]) not in (int, float, bool):
             a = kwargs.pop(key)
-            args = (args[0], args[1] * a, *args[2:])
+            other = args[1]
+            if isinstance(other, Tensor) and isinstance(args[0], Tensor) \
+                    and other.dtype != (dtype := torch.result_type(args[0], other)):
+                other = other.to(dtype)  # eager scales in the result's dtype (a bfloat16 y, a float32 x)
+            args = (args[0], other * a, *args[2:])
         return func(*args, **kwargs)
+
+
+def _fma(a: Tensor, b: Any, c: Tensor) -> Tensor:
+    """``a·b + c`` rounded once, as one fused multiply-add, for float32 operands (``b`` a number or a
+    tensor, each already a float32 value): the product of two float32 values is exact in float64, the
+    sum rounds there and then to float32, which equals the FMA's single rounding but for a float64
+    result on a float32 tie (~2^-29 of values). Written out because Inductor's C++ code has no FMA
+    (``-ffp-contract=off``) and, with contraction on, the compiler picks which product to fuse itself;
+    Triton's own contraction cannot change an exact product either."""
+    b = b.double() if isinstance(b, Tensor) else b
+    return (a.double() * b + c.double()).float()
+
+
+class _EagerFMA(torch.overrides.TorchFunctionMode):
+    """The product-sums that ATen computes with one FMA (CPU and CUDA kernels alike), rounded so:
+
+    * ``lerp(start, end, w)`` with a number ``w`` (``Lerp.h``): ``fma(w, end - start, start)`` for
+      ``|w| < 0.5``, else ``fma(w - 1, end - start, end)``, ``w`` first rounded to float32 (Inductor's
+      own decomposition takes ``-(1 - w)`` in double, another rounding of the coefficient);
+    * ``x.add_(y, alpha=a)``: ``fma(y, a, x)``, ``a`` first rounded to float32.
+
+    Float32 opmath only (float32 and half-precision tensors, :func:`_fma`); float64 tensors keep the
+    plain formulas (a float64 ulp is far below anything a bfloat16 rounding would notice)."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is Tensor.add_ and set(kwargs) == {"alpha"} and len(args) == 2 and isinstance(args[1], Tensor) \
+                and torch.result_type(*args) != torch.float64 and args[0].is_floating_point():
+            x, y = args
+            a = kwargs["alpha"]
+            a = a.float() if isinstance(a, Tensor) else _round32(a)
+            return x.copy_(_fma(y.float(), a, x.float()))
+        if func not in (Tensor.lerp, Tensor.lerp_, torch.lerp) or kwargs or len(args) != 3 \
+                or type(args[2]) not in (int, float) or torch.result_type(*args[:2]) == torch.float64:
+            return func(*args, **kwargs)
+        start, end, w = args
+        w = _round32(w)
+        small = abs(w) < 0.5
+        a, b = start.float(), end.float()
+        out = _fma(b - a, w if small else w - 1, a if small else b)
+        if func is Tensor.lerp_:
+            return start.copy_(out)
+        return out.to(torch.result_type(start, end))
+
+
+def _round32(x: float) -> float:
+    """A Python number rounded to float32 (as ATen's float32 opmath takes a scalar)."""
+    return struct.unpack("f", struct.pack("f", x))[0]
 
 
 _LIB = torch.library.Library("optimlab", "FRAGMENT")
@@ -175,7 +249,8 @@ def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequen
     promote = fn.func.__name__ in _PROMOTE
     if lr is not None:  # a 1-element input indexed in the graph (a 0-d CPU input would be read as a number)
         fn = functools.partial(fn, lr=lr[0])
-    with _ScalarArgs():
+    eager_fma = _EagerFMA() if fn.func.__name__ in _EAGER_FMA else contextlib.nullcontext()
+    with _ScalarArgs(), eager_fma:
         for i in range(len(lists[0])):
             items = [x[i] for x in lists]
             if steps is not None:
@@ -226,22 +301,24 @@ def _spec_inputs(spec: tuple[Any, ...], device: torch.device) -> list[Tensor]:
     hints are those of a large parameter (Inductor parallelises its loops by them); 0-d arguments
     and the extras (steps, scale, found_inf, lr) as they come."""
     kinds, step_dtype, scale, found_inf, lr, slots = spec
-    out = [torch.empty(_example_shape(k[1], i, kinds[0][1]), dtype=k[0], device=device)
+    out = [torch.empty(_example_shape(k, i, kinds[0][1]), dtype=k[0], device=device)
            for k in kinds if k is not None for i in range(slots)]
     if step_dtype is not None:
         out += [torch.ones((), dtype=step_dtype, device=device) for _ in range(slots)]
     out += [torch.ones((), dtype=torch.float32, device=device) for flag in (scale, found_inf) if flag]
     if lr:
-        out.append(torch.ones(1, dtype=torch.float64, device=device))
+        out.append(torch.ones(1, dtype=lr, device=device))
     return out
 
 
-def _example_shape(form: Any, slot: int, param_form: Any) -> tuple[int, ...]:
-    """A tensor's example shape: ``form`` 0 (0-d), 1 (flat, ``HINT + 17·slot``) or a shape pattern
-    (:func:`_pattern`: parameter dimension ``d`` ↦ ``HINT^(1/k) + 17·slot + 3d`` for a parameter
-    with k dimensions above 1, -1 ↦ 1), so every (slot, dimension) is its own size symbol."""
+def _example_shape(kind: tuple[Any, Any], slot: int, param_form: Any) -> tuple[int, ...]:
+    """A tensor's example shape (as passed, :func:`_stored`) by its kind's form: 0 (0-d; a float64
+    one as 1 element), 1 (flat, ``HINT + 17·slot``) or a shape pattern (:func:`_pattern`: parameter
+    dimension ``d`` ↦ ``HINT^(1/k) + 17·slot + 3d`` for a parameter with k dimensions above 1, -1 ↦ 1),
+    so every (slot, dimension) is its own size symbol."""
+    form = kind[1]
     if form == 0:
-        return ()
+        return (1,) if kind[0] == torch.float64 else ()
     if form == 1:
         return (HINT + 17 * slot,)
     dims = sum(d >= 0 for d in param_form)
@@ -257,7 +334,8 @@ def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, devic
 
     def flat_body(*flat: Tensor) -> tuple[()]:
         it = iter(flat)
-        lists = [[next(it) for _ in range(slots)] if k is not None else [None] * slots for k in kinds]
+        lists = [[_unstored(next(it), k) for _ in range(slots)] if k is not None else [None] * slots
+                 for k in kinds]
         steps = [next(it) for _ in range(slots)] if step_dtype is not None else None
         s = next(it) if scale else None
         f = next(it) if found_inf else None
@@ -300,13 +378,16 @@ def _dummy(kinds: tuple[Any, ...], step_dtype: Any, slot: int, device: torch.dev
     step counter (last)."""
     key = (kinds, step_dtype, slot, device)
     if key not in _dummies:
-        _dummies[key] = [torch.ones(_dummy_shape(k[1]), dtype=k[0], device=device) if k else None for k in kinds]
+        _dummies[key] = [torch.ones(_dummy_shape(k), dtype=k[0], device=device) if k else None for k in kinds]
         _dummies[key].append(None if step_dtype is None else torch.ones((), dtype=step_dtype, device=device))
     return _dummies[key]
 
 
-def _dummy_shape(form: Any) -> tuple[int, ...]:
-    return () if form == 0 else (2,) if form == 1 else tuple(1 if d < 0 else 2 for d in form)
+def _dummy_shape(kind: tuple[Any, Any]) -> tuple[int, ...]:
+    form = kind[1]
+    if form == 0:
+        return (1,) if kind[0] == torch.float64 else ()
+    return (2,) if form == 1 else tuple(1 if d < 0 else 2 for d in form)
 
 
 def _warn_once(device: str, err: BaseException) -> None:
@@ -351,9 +432,16 @@ def _kernel(rule: Callable[..., Any], hyper: dict[str, Any], spec: tuple[Any, ..
 def _pattern(t: Tensor, p: Tensor) -> tuple[int, ...] | None:
     """``t``'s shape in terms of parameter ``p``'s: per dimension the index of the matching dimension
     of ``p`` or -1 for a size-1 dimension (``p``'s own size-1 dimensions included, so that the graph
-    may specialise on them); None when neither fits."""
+    may specialise on them); None when neither fits. A ``t`` of ``p``'s shape that is a permuted view
+    of a contiguous tensor (Muon's update of a tall matrix: the transposed Newton–Schulz result)
+    gets that permutation instead: it is passed as the contiguous tensor and permuted back in the
+    graph (:func:`_stored`, :func:`_unstored`)."""
     if t.dim() != p.dim():
         return None
+    if not t.is_contiguous():
+        perm = tuple(sorted(range(t.dim()), key=lambda k: -t.stride(k)))
+        ok = t is not p and t.shape == p.shape and 1 not in t.shape and t.permute(perm).is_contiguous()
+        return perm if ok else None
     out = []
     for k, (n, m) in enumerate(zip(t.shape, p.shape, strict=True)):
         if n == 1:
@@ -368,8 +456,9 @@ def _pattern(t: Tensor, p: Tensor) -> tuple[int, ...] | None:
 def _layout(items: Sequence[Any], step_pos: int, shaped: bool) -> tuple[Any, ...] | None:
     """A parameter's argument kinds: (dtype, form) per tensor, with form 0 (0-d), 1 (passed flat:
     contiguous, the parameter's size) or, for a ``shaped`` rule, a shape pattern (:func:`_pattern`;
-    contiguous); None for a None argument. None when the chunks cannot take the parameter (fewer than
-    2 elements, sparse, another per-parameter value, another layout)."""
+    contiguous, or a permuted view of a contiguous tensor); None for a None argument. None when the
+    chunks cannot take the parameter (fewer than 2 elements, sparse, another per-parameter value,
+    another layout)."""
     p = items[0]
     if p.numel() < 2:
         return None
@@ -377,7 +466,7 @@ def _layout(items: Sequence[Any], step_pos: int, shaped: bool) -> tuple[Any, ...
     for j, t in enumerate(items):
         if j == step_pos or t is None:
             kinds.append(None)
-        elif not isinstance(t, Tensor) or t.is_sparse or not t.is_contiguous():
+        elif not isinstance(t, Tensor) or t.is_sparse or not (t.is_contiguous() or shaped):
             return None
         elif t.dim() == 0:
             kinds.append((t.dtype, 0))
@@ -395,6 +484,32 @@ def _flat(t: Tensor) -> Tensor:
     return t if t.dim() == 1 else t.view(-1)
 
 
+def _permutation(form: Any) -> bool:
+    """Whether a shape pattern is a permutation other than the identity (:func:`_pattern`)."""
+    return isinstance(form, tuple) and sorted(form) == list(range(len(form))) and list(form) != sorted(form)
+
+
+def _stored(t: Tensor, kind: tuple[Any, Any]) -> Tensor:
+    """The tensor a chunk is passed for ``t`` of this kind (:func:`_layout`): flat (form 1); a 0-d
+    float64 tensor as 1 element (make_fx traces a 0-d float64 CPU input as a Python float, which
+    Inductor then fails to compile; Muon's per-parameter lr ratio); the contiguous tensor that a
+    permuted ``t`` views; else ``t`` itself."""
+    form = kind[1]
+    if form == 1:
+        return _flat(t)
+    if form == 0:
+        return t.view(1) if kind[0] == torch.float64 else t
+    return t.permute(form) if _permutation(form) else t
+
+
+def _unstored(t: Tensor, kind: tuple[Any, Any]) -> Tensor:
+    """Inverse of :func:`_stored` inside the graph (flat stays flat): the rule sees the argument's shape."""
+    form = kind[1]
+    if form == 0:
+        return t[0] if kind[0] == torch.float64 else t
+    return t.permute(sorted(range(len(form)), key=form.__getitem__)) if _permutation(form) else t
+
+
 @functools.cache
 def _arg_names(rule: Callable[..., Any]) -> list[str]:
     return list(inspect.signature(rule).parameters)
@@ -410,6 +525,8 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     params = lists[0]
     device = params[0].device
     scale, found_inf = getattr(opt, "grad_scale", None), getattr(opt, "found_inf", None)
+    if not getattr(opt, "_step_supports_amp_scaling", False):  # GradScaler unscales and skips on the host
+        scale = found_inf = None
     scale = None if scale is None else scale.to(device)
     found_inf = None if found_inf is None else found_inf.to(device)
     state_steps: list[Tensor] | None = [opt.state.get(p, {}).get("step") for p in params]  # no new entries
@@ -423,8 +540,9 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     call_hyper = {**hyper, **_OVERRIDES.get(name, {})}
     lr = call_hyper.pop("lr", None)
     if lr is not None:
-        lr = (lr.detach().reshape(1).to(device=device, dtype=torch.float64, copy=True) if isinstance(lr, Tensor)
-              else torch.tensor([lr], dtype=torch.float64, device=device))
+        own = isinstance(lr, Tensor) and name in _OWN_LR_DTYPE and lr.is_floating_point()
+        lr = (lr.detach().reshape(1).to(device=device, dtype=lr.dtype if own else torch.float64, copy=True)
+              if isinstance(lr, Tensor) else torch.tensor([lr], dtype=torch.float64, device=device))
 
     by: dict[tuple[Any, ...], list[int]] = {}
     rest: list[int] = []
@@ -438,7 +556,7 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     todo = list(by.items())
     for n, ((kinds, step_dtype), idx) in enumerate(todo):
         slots = _SLOTS.get(name, SLOTS)
-        spec = (kinds, step_dtype, scale is not None, found_inf is not None, lr is not None, slots)
+        spec = (kinds, step_dtype, scale is not None, found_inf is not None, None if lr is None else lr.dtype, slots)
         try:
             kernel = _kernel(rule, call_hyper, spec, step_pos, device)
         except Exception as err:  # noqa: BLE001 - any compiler failure: warn once, run unfused
@@ -453,7 +571,7 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
             for j, k in enumerate(kinds):
                 if k is not None:
                     x = call_lists[j]
-                    flat += [_flat(x[i]) for i in sel] if k[1] == 1 else [x[i] for i in sel]
+                    flat += [_stored(x[i], k) for i in sel]
                     flat += [d[j] for d in dummies]
             if state_steps is not None:
                 flat += [state_steps[i] for i in sel]
@@ -464,13 +582,15 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
                scale, found_inf)
 
 
-def check_init(opt: Any, fused: bool | None, foreach: bool | None, differentiable: bool) -> None:
+def check_init(opt: Any, fused: bool | None, foreach: bool | None, differentiable: bool, amp: bool = True) -> None:
     """Constructor checks for ``fused=True`` where torch has no fused variant, as torch makes them for
-    its own fused optimizers; GradScaler then hands over ``grad_scale``/``found_inf``."""
+    its own fused optimizers; GradScaler then hands over ``grad_scale``/``found_inf`` (unless not
+    ``amp``: then GradScaler unscales the gradients and skips inf/NaN steps itself, as for an unfused
+    optimizer)."""
     if not fused:
         return
     if differentiable:
         raise RuntimeError("`fused` does not support `differentiable`")
     if foreach:
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
-    opt._step_supports_amp_scaling = True
+    opt._step_supports_amp_scaling = amp
