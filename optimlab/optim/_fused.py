@@ -78,7 +78,10 @@ _PROMOTE = frozenset({"asgd_rule"})
 #: rules whose ``lerp`` and ``add_(…, alpha=)`` must round as eager's (:class:`_EagerFMA`). Muon: its
 #: momentum feeds a bfloat16 rounding (the Newton–Schulz input), where one float32 ulp of difference
 #: flips a bfloat16 ulp (2^-8) now and then; with real gradients an ulp in the parameters does the
-#: same a step later (measured: past the fused float32 row within 10 steps either way).
+#: same a step later (measured: past the fused float32 row within 10 steps either way). Their
+#: kernels also round every bfloat16/float16 intermediate as eager does (``emulate_precision_casts``:
+#: Muon's decay θ(1-γλ) of a bfloat16 θ, rounded before the update is added; without it the
+#: bfloat16 parity run left the bfloat16 row within 5 steps).
 _EAGER_FMA = frozenset({"muon_momentum_rule", "muon_update_rule"})
 #: rules whose scalar math on a tensor lr is done in the lr's dtype, as eager's tensor arithmetic
 #: (the others compute it in float64, rounded once)
@@ -138,7 +141,12 @@ class _EagerFMA(torch.overrides.TorchFunctionMode):
     * ``lerp(start, end, w)`` with a number ``w`` (``Lerp.h``): ``fma(w, end - start, start)`` for
       ``|w| < 0.5``, else ``fma(w - 1, end - start, end)``, ``w`` first rounded to float32 (Inductor's
       own decomposition takes ``-(1 - w)`` in double, another rounding of the coefficient);
-    * ``x.add_(y, alpha=a)``: ``fma(y, a, x)``, ``a`` first rounded to float32.
+    * ``x.add_(y, alpha=a)``: ``fma(y, a, x)``, ``a`` first rounded to ``x``'s dtype (as ATen's add
+      kernel takes it: float32, or bfloat16/float16 for half-precision ``x``; where ``y`` is not
+      contiguous, as Muon's update of a tall matrix, ATen's half-precision loop is not vectorised and
+      rounds ``a·y`` and the sum to ``x``'s dtype each);
+    * ``x.mul_(c)`` of a half-precision ``x`` by a 0-d tensor ``c``: in float32, ``c`` rounded to float32
+      (ATen's opmath reads a 0-d CPU tensor as a scalar; the graph would round it to ``x``'s dtype).
 
     Float32 opmath only (float32 and half-precision tensors, :func:`_fma`); float64 tensors keep the
     plain formulas (a float64 ulp is far below anything a bfloat16 rounding would notice)."""
@@ -147,11 +155,17 @@ class _EagerFMA(torch.overrides.TorchFunctionMode):
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
         if func is Tensor.add_ and set(kwargs) == {"alpha"} and len(args) == 2 and isinstance(args[1], Tensor) \
-                and torch.result_type(*args) != torch.float64 and args[0].is_floating_point():
+                and torch.result_type(*args) != torch.float64 and args[0].is_floating_point() \
+                and (isinstance(kwargs["alpha"], Tensor) or args[0].dtype == torch.float32):
             x, y = args
             a = kwargs["alpha"]
-            a = a.float() if isinstance(a, Tensor) else _round32(a)
+            a = a.to(x.dtype).float() if isinstance(a, Tensor) else _round32(a)
+            if x.dtype != torch.float32 and not y.is_contiguous():
+                return x.copy_(x.float() + (y.float() * a).to(x.dtype).float())
             return x.copy_(_fma(y.float(), a, x.float()))
+        if func is Tensor.mul_ and not kwargs and len(args) == 2 and isinstance(args[1], Tensor) \
+                and args[1].dim() == 0 and args[0].dtype in (torch.bfloat16, torch.float16):
+            return args[0].copy_(args[0].float() * args[1].float())
         if func not in (Tensor.lerp, Tensor.lerp_, torch.lerp) or kwargs or len(args) != 3 \
                 or type(args[2]) not in (int, float) or torch.result_type(*args[:2]) == torch.float64:
             return func(*args, **kwargs)
@@ -353,7 +367,8 @@ def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, devic
         if hasattr(gm, "shape_env"):
             del gm.shape_env  # unpicklable: it would keep the graph out of Inductor's on-disk cache
         with torch._guards.tracing(torch._guards.TracingContext(fakes[0].fake_mode)), \
-                torch._inductor.config.patch(post_grad_custom_post_pass=_Hoist(), **_INDUCTOR):
+                torch._inductor.config.patch(post_grad_custom_post_pass=_Hoist(), **_INDUCTOR,
+                                             emulate_precision_casts=fn.func.__name__ in _EAGER_FMA):
             return compile_fx(gm, fakes)
 
 
