@@ -28,11 +28,11 @@ training, at little cost per call:
   scale inside the kernel and written back unscaled, and every update is masked by ``found_inf``
   (step counters included) on the device: no host sync.
 * **Rules that are not elementwise** through and through run their elementwise parts here and the
-  rest eagerly: Muon's momentum (and the bfloat16 Newton–Schulz input, a scratch tensor) is one
-  kernel, the Newton–Schulz matmuls run eagerly per parameter, its decay and update another kernel
-  (the shape-dependent lr ratio a per-parameter 0-d input). Its product-sums round as ATen's
-  (:class:`_EagerFMA`): on CPU the buffer and the parameters then equal the unfused path's bit for
-  bit, so the bfloat16 rounding of the next Newton–Schulz input cannot turn a float32 ulp into a
+  rest eagerly: Muon's decay and momentum (and the bfloat16 Newton–Schulz input, a scratch tensor)
+  are one kernel, the Newton–Schulz matmuls run eagerly per parameter, its update another kernel
+  (the shape-dependent lr ratio a per-parameter 0-d input). Its product-sums round as ATen's single
+  FMAs (:class:`_EagerFMA`): on CPU the buffer and the parameters then equal the unfused path's bit
+  for bit, so the bfloat16 rounding of the next Newton–Schulz input cannot turn a float32 ulp into a
   bfloat16 one.
 
 Anything the chunks cannot take (a tensor that is not contiguous or holds fewer than 2 elements)
@@ -79,13 +79,15 @@ _PROMOTE = frozenset({"asgd_rule"})
 #: momentum feeds a bfloat16 rounding (the Newton–Schulz input), where one float32 ulp of difference
 #: flips a bfloat16 ulp (2^-8) now and then; with real gradients an ulp in the parameters does the
 #: same a step later (measured: past the fused float32 row within 10 steps either way). Their
-#: kernels also round every bfloat16/float16 intermediate as eager does (``emulate_precision_casts``:
-#: Muon's decay θ(1-γλ) of a bfloat16 θ, rounded before the update is added; without it the
-#: bfloat16 parity run left the bfloat16 row within 5 steps).
+#: kernels are compiled with ``-ffp-contract=fast`` (the C++ compiler forms the FMAs) and round every
+#: bfloat16/float16 intermediate as eager does (``emulate_precision_casts``). (An earlier version
+#: computed each FMA exactly in float64 instead: bit for bit as well, but Inductor's float32↔float64
+#: vector conversions made the kernels 3-6x slower than eager's ops.)
 _EAGER_FMA = frozenset({"muon_momentum_rule", "muon_update_rule"})
 #: rules whose scalar math on a tensor lr is done in the lr's dtype, as eager's tensor arithmetic
 #: (the others compute it in float64, rounded once)
-_OWN_LR_DTYPE = frozenset({"muon_update_rule"})
+_OWN_LR_DTYPE = frozenset({"muon_momentum_rule", "muon_update_rule"})
+_EAGER_FMA_INDUCTOR = {"cpp.enable_floating_point_contract_flag": "fast", "emulate_precision_casts": True}
 
 #: compiled chunks by (rule, constant hyperparameters, input layout, device)
 _kernels: dict[tuple[Any, ...], Callable[..., Any]] = {}
@@ -125,14 +127,11 @@ class _ScalarArgs(torch.overrides.TorchFunctionMode):
 
 
 def _fma(a: Tensor, b: Any, c: Tensor) -> Tensor:
-    """``a·b + c`` rounded once, as one fused multiply-add, for float32 operands (``b`` a number or a
-    tensor, each already a float32 value): the product of two float32 values is exact in float64, the
-    sum rounds there and then to float32, which equals the FMA's single rounding but for a float64
-    result on a float32 tie (~2^-29 of values). Written out because Inductor's C++ code has no FMA
-    (``-ffp-contract=off``) and, with contraction on, the compiler picks which product to fuse itself;
-    Triton's own contraction cannot change an exact product either."""
-    b = b.double() if isinstance(b, Tensor) else b
-    return (a.double() * b + c.double()).float()
+    """``a·b + c`` as one fused multiply-add: an ``addcmul``, which Inductor emits as an FMA on CUDA and
+    as ``c + a·b`` in C++, which ``-ffp-contract=fast`` (:data:`_EAGER_FMA`) makes one FMA there. The
+    kernels of these rules hold no other product-sum of tensors, so the compiler has no choice of
+    which product to fuse (θ(1-γλ) + γ'·O would be one: Muon's decay is in the other kernel)."""
+    return torch.addcmul(c, a, b if isinstance(b, Tensor) else a.new_full((), b))
 
 
 class _EagerFMA(torch.overrides.TorchFunctionMode):
@@ -148,8 +147,8 @@ class _EagerFMA(torch.overrides.TorchFunctionMode):
     * ``x.mul_(c)`` of a half-precision ``x`` by a 0-d tensor ``c``: in float32, ``c`` rounded to float32
       (ATen's opmath reads a 0-d CPU tensor as a scalar; the graph would round it to ``x``'s dtype).
 
-    Float32 opmath only (float32 and half-precision tensors, :func:`_fma`); float64 tensors keep the
-    plain formulas (a float64 ulp is far below anything a bfloat16 rounding would notice)."""
+    Float32 opmath (float32 and half-precision tensors, :func:`_fma`); float64 tensors keep Inductor's
+    formulas (contracted all the same; a float64 ulp is far below anything a bfloat16 rounding notices)."""
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
@@ -368,7 +367,7 @@ def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, devic
             del gm.shape_env  # unpicklable: it would keep the graph out of Inductor's on-disk cache
         with torch._guards.tracing(torch._guards.TracingContext(fakes[0].fake_mode)), \
                 torch._inductor.config.patch(post_grad_custom_post_pass=_Hoist(), **_INDUCTOR,
-                                             emulate_precision_casts=fn.func.__name__ in _EAGER_FMA):
+                                             **(_EAGER_FMA_INDUCTOR if fn.func.__name__ in _EAGER_FMA else {})):
             return compile_fx(gm, fakes)
 
 

@@ -53,9 +53,13 @@ def lr_ratio(adjust_lr_fn: str | None, shape: torch.Size) -> float:
     return 1.0
 
 
-def muon_momentum_rule(p: Tensor, g: Tensor, buf: Tensor, out: Tensor, *, momentum: float, nesterov: bool) -> None:
-    """B ← μB + (1-μ)g;  out ← lerp(g, B, μ) (Nesterov) or B, rounded to ``out``'s dtype (bfloat16:
-    the Newton–Schulz input). ``p`` is not read: the fused path's argument order (parameters first)."""
+def muon_momentum_rule(p: Tensor, g: Tensor, buf: Tensor, out: Tensor, *, lr: Any, weight_decay: float,
+                       momentum: float, nesterov: bool) -> None:
+    """θ ← θ(1-γλ);  B ← μB + (1-μ)g;  out ← lerp(g, B, μ) (Nesterov) or B, rounded to ``out``'s dtype
+    (bfloat16: the Newton–Schulz input). The decoupled decay comes first here, where torch applies it
+    after the orthogonalisation: nothing in between reads θ, so the results are the same, and the
+    update kernel's one product-sum is then γ'·O + θ."""
+    p.mul_(1 - lr * weight_decay)
     buf.lerp_(g, 1 - momentum)
     out.copy_(g.lerp(buf, momentum) if nesterov else buf)
 
@@ -71,10 +75,9 @@ def orthogonalise(update: Tensor, buf: Tensor, *, nesterov: bool, ns_coefficient
     return ortho
 
 
-def muon_update_rule(p: Tensor, ortho: Tensor, ratio: Any, *, lr: Any, weight_decay: float) -> None:
-    """θ ← θ(1-γλ) - γ'·O with γ' = γ·``ratio`` (:func:`lr_ratio`; a 0-d tensor on the fused path, so
-    that one compiled kernel serves every shape)."""
-    p.mul_(1 - lr * weight_decay)
+def muon_update_rule(p: Tensor, ortho: Tensor, ratio: Any, *, lr: Any) -> None:
+    """θ ← θ - γ'·O with γ' = γ·``ratio`` (:func:`lr_ratio`; a 0-d tensor on the fused path, so that one
+    compiled kernel serves every shape)."""
     p.add_(ortho, alpha=-(lr * ratio))
 
 
@@ -88,10 +91,10 @@ def muon_rule(p: Tensor, g: Tensor, buf: Tensor, *, lr: Any, weight_decay: float
     """
     validate(g.dim() == 2, "Param gradient must be a 2D matrix")
     update = torch.empty_like(g, dtype=torch.bfloat16)
-    muon_momentum_rule(p, g, buf, update, momentum=momentum, nesterov=nesterov)
+    muon_momentum_rule(p, g, buf, update, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov)
     ortho = orthogonalise(update, buf, nesterov=nesterov, ns_coefficients=ns_coefficients, ns_steps=ns_steps,
                           eps=eps)
-    muon_update_rule(p, ortho, lr_ratio(adjust_lr_fn, p.shape), lr=lr, weight_decay=weight_decay)
+    muon_update_rule(p, ortho, lr_ratio(adjust_lr_fn, p.shape), lr=lr)
 
 
 class Muon(Optimizer):
@@ -117,11 +120,11 @@ class Muon(Optimizer):
         ns_steps (int): Newton–Schulz iterations, < 100 (default: 5).
         adjust_lr_fn (str, optional): "original" or "match_rms_adamw" (default: None, i.e. "original").
         fused (bool, optional): compile the elementwise parts around the orthogonalisation (:mod:`._fused`;
-            torch has no fused Muon; default: None, i.e. unfused): the momentum update and the bfloat16
-            Newton–Schulz input in one kernel, the decay and the update in another; the Newton–Schulz
-            matmuls run eagerly in between, as on the unfused path. Not a GradScaler-aware step (no
-            ``_step_supports_amp_scaling``, as torch's Muon): GradScaler unscales the gradients and skips
-            inf/NaN steps on the host itself.
+            torch has no fused Muon; default: None, i.e. unfused): the decay, the momentum update and the
+            bfloat16 Newton–Schulz input in one kernel, the update in another; the Newton–Schulz matmuls
+            run eagerly in between, as on the unfused path (on CPU bit for bit with it). Not a
+            GradScaler-aware step (no ``_step_supports_amp_scaling``, as torch's Muon): GradScaler
+            unscales the gradients and skips inf/NaN steps on the host itself.
 
     State per parameter: ``momentum_buffer``. Non-2-D parameters raise ``ValueError`` at construction.
     """
@@ -184,19 +187,19 @@ class Muon(Optimizer):
             validate(g.dim() == 2, "Param gradient must be a 2D matrix")
         updates = [torch.empty_like(g, dtype=torch.bfloat16) for g in grads]
         _fused.apply(self, muon_momentum_rule, group, [params, grads, bufs, updates],
-                     {"momentum": group["momentum"], "nesterov": group["nesterov"]})
+                     {"lr": lr, "weight_decay": group["weight_decay"], "momentum": group["momentum"],
+                      "nesterov": group["nesterov"]})
         ns = {"nesterov": group["nesterov"], "ns_coefficients": group["ns_coefficients"], "ns_steps": group["ns_steps"],
               "eps": group["eps"]}
         orthos = [orthogonalise(u, b, **ns) for u, b in zip(updates, bufs, strict=True)]
-        hyper = {"lr": lr, "weight_decay": group["weight_decay"]}
         if not _fused.active(group, params):  # the first kernel could not be compiled (warned once)
             for p, o in zip(params, orthos, strict=True):
-                muon_update_rule(p, o, lr_ratio(group["adjust_lr_fn"], p.shape), **hyper)
+                muon_update_rule(p, o, lr_ratio(group["adjust_lr_fn"], p.shape), lr=lr)
             return
         # γ·ratio in the dtype eager computes it in: a tensor lr's (tensor arithmetic), else double
         dtype = lr.dtype if isinstance(lr, Tensor) else torch.float64
         ratios = [_ratio(group["adjust_lr_fn"], p, dtype) for p in params]
-        _fused.apply(self, muon_update_rule, group, [params, orthos, ratios], hyper)
+        _fused.apply(self, muon_update_rule, group, [params, orthos, ratios], {"lr": lr})
 
 
 #: γ'/γ as 0-d tensors by (value, dtype, device): the fused update's per-parameter input (no copy per step)
