@@ -1,7 +1,8 @@
 """Catalogue of the non-elementwise optimizers: LBFGS, Muon, Adafactor, SparseAdam.
 
 Every case runs in lockstep with torch (50 steps by default) and is bit-for-bit equal on CPU: the
-rules follow torch's op order. Cases whose construction or step raises in torch check that optimlab
+rules follow torch's op order. (The ``fused=True`` cases, optimlab's extension, are compared at the
+fused tolerance.) Cases whose construction or step raises in torch check that optimlab
 raises the same exception type.
 """
 
@@ -59,7 +60,18 @@ def _muon_cases() -> tuple[Case, ...]:
         "momentum-wd": {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.3},
     }
     cases = [Case(name, kw, bitwise=True, extra=mat) for name, kw in run.items()]
+    # fused=True (ours only: the momentum and the update compiled around the eager Newton–Schulz, each
+    # distinct momentum/nesterov/weight_decay a compile) against torch's Muon, at the fused tolerance.
+    # On CPU the kernels round as eager does: float32 and bfloat16 runs are bit for bit (as
+    # tests/test_optim_fused_muon.py checks), float64 ~1e-11 relative (no FMA emulation there); the
+    # tolerance is also for other devices' compilers
+    fused = {"ref_drop": ("fused",), "tolerance": "fused"}
+    cases += [Case(f"{name}/fused", {**run[name], "fused": True}, extra={**mat, **fused})
+              for name in ("default", "no-nesterov", "adjust-match_rms_adamw", "momentum-wd")]
     cases += [
+        Case("lr-tensor/fused", {"lr": 0.02, "fused": True}, dtypes=(torch.float32,),
+             extra={**mat, **fused, "lr_tensor": True}),
+        Case("half/fused", {"lr": 0.02, "fused": True}, dtypes=(torch.bfloat16,), extra={**mat, **fused}),
         Case("lr-tensor", {"lr": 0.02}, bitwise=True, extra={**mat, "lr_tensor": True}),
         Case("groups", {"lr": 0.02}, bitwise=True,
              extra={**mat, "groups": [{}, {"lr": 0.01, "nesterov": False, "adjust_lr_fn": "match_rms_adamw"}]}),

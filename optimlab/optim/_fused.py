@@ -10,7 +10,9 @@ training, at little cost per call:
   Missing slots of the last chunk take tiny private dummy tensors, so the graph never sees a
   different list length. (One graph over the whole list is the fastest kernel but compiles for
   minutes; one call per tensor costs a dispatch each.) Rules that reduce per parameter (Adafactor)
-  keep each tensor's shape instead, one size symbol per (slot, dimension).
+  keep each tensor's shape instead, one size symbol per (slot, dimension); so does Muon's update,
+  whose orthogonalised matrix is a transposed view for a tall parameter (passed as the contiguous
+  tensor it views, transposed back in the graph).
 * **Called directly.** The compiled graph is cached by everything it specialises on (rule, constant
   hyperparameters, dtypes and layout, device) and called without a Dynamo frame: no guards per call.
 * **Planned once per group.** The layout checks, the chunking and each chunk's flat argument list are
@@ -25,9 +27,17 @@ training, at little cost per call:
   0-d value the element loops read once, into one buffer, before them.
 * **Scalar arguments.** Tensor-valued ``alpha=``/``value=`` arguments (``p.add_(g, alpha=-lr)`` with a
   tensor lr) become a product inside the kernel (:class:`_ScalarArgs`), which costs no memory traffic.
-* **GradScaler** (``grad_scale``/``found_inf`` set on the optimizer, as for torch's fused optimizers):
-  the gradient is divided by the scale inside the kernel and written back unscaled, and every
-  update is masked by ``found_inf`` (step counters included) on the device: no host sync.
+* **GradScaler** (``grad_scale``/``found_inf`` set on an optimizer that advertises
+  ``_step_supports_amp_scaling``, as torch's fused optimizers do): the gradient is divided by the
+  scale inside the kernel and written back unscaled, and every update is masked by ``found_inf``
+  (step counters included) on the device: no host sync.
+* **Rules that are not elementwise** through and through run their elementwise parts here and the
+  rest eagerly: Muon's decay and momentum (and the bfloat16 Newton–Schulz input, a scratch tensor)
+  are one kernel, the Newton–Schulz matmuls run eagerly per parameter, its update another kernel
+  (the shape-dependent lr ratio a per-parameter 0-d input). Its product-sums round as ATen's single
+  FMAs (:class:`_EagerFMA`): on CPU the buffer and the parameters then equal the unfused path's bit
+  for bit, so the bfloat16 rounding of the next Newton–Schulz input cannot turn a float32 ulp into a
+  bfloat16 one.
 
 Anything the chunks cannot take (a tensor that is not contiguous or holds fewer than 2 elements)
 runs the rule eagerly. Where compiling fails (no C++ compiler, an unsupported device or op) the
@@ -37,10 +47,12 @@ tolerance. Under an outer ``torch.compile`` the rule runs inline, for the outer 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import operator
 import os
+import struct
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
@@ -64,12 +76,25 @@ _OVERRIDES: dict[str, dict[str, Any]] = {"nadam_rule": {"tensor_math": True}}
 #: per-parameter scalar arguments that the fused call passes as None (capturable branch)
 _NONE_ARGS: dict[str, tuple[str, ...]] = {"asgd_rule": ("eta", "mu")}
 #: rules that reduce over a parameter's dimensions: their tensors keep their shapes (no flattening)
-_SHAPED = frozenset({"adafactor_rule"})
+_SHAPED = frozenset({"adafactor_rule", "muon_update_rule"})
 #: parameters per compiled call where not ``SLOTS``: Adafactor's slot holds four reductions and
 #: compiles ~4x slower (GPT-2-mini set, cold: 10 s with 2 slots, 23 s with 8)
 _SLOTS: dict[str, int] = {"adafactor_rule": 2}
 #: rules whose 0-d state tensors are computed on in float64 (see :func:`_chunk`)
 _PROMOTE = frozenset({"asgd_rule"})
+#: rules whose ``lerp`` and ``add_(…, alpha=)`` must round as eager's (:class:`_EagerFMA`). Muon: its
+#: momentum feeds a bfloat16 rounding (the Newton–Schulz input), where one float32 ulp of difference
+#: flips a bfloat16 ulp (2^-8) now and then; with real gradients an ulp in the parameters does the
+#: same a step later (measured: past the fused float32 row within 10 steps either way). Their
+#: kernels are compiled with ``-ffp-contract=fast`` (the C++ compiler forms the FMAs) and round every
+#: bfloat16/float16 intermediate as eager does (``emulate_precision_casts``). (An earlier version
+#: computed each FMA exactly in float64 instead: bit for bit as well, but Inductor's float32↔float64
+#: vector conversions made the kernels 3-6x slower than eager's ops.)
+_EAGER_FMA = frozenset({"muon_momentum_rule", "muon_update_rule"})
+#: rules whose scalar math on a tensor lr is done in the lr's dtype, as eager's tensor arithmetic
+#: (the others compute it in float64, rounded once)
+_OWN_LR_DTYPE = frozenset({"muon_momentum_rule", "muon_update_rule"})
+_EAGER_FMA_INDUCTOR = {"cpp.enable_floating_point_contract_flag": "fast", "emulate_precision_casts": True}
 
 #: compiled chunks by (rule, constant hyperparameters, input layout, device)
 _kernels: dict[tuple[Any, ...], Callable[..., Any]] = {}
@@ -93,7 +118,8 @@ _VALUE = frozenset({Tensor.addcdiv, Tensor.addcdiv_, Tensor.addcmul, Tensor.addc
 
 class _ScalarArgs(torch.overrides.TorchFunctionMode):
     """Rewrites ``x.add_(y, alpha=a)`` / ``x.addcdiv_(y, z, value=a)`` with a non-constant ``a`` (a
-    tensor, or a symbolic float) into ``x.add_(y * a)`` / ``x.addcdiv_(y * a, z)``."""
+    tensor, or a symbolic float) into ``x.add_(y * a)`` / ``x.addcdiv_(y * a, z)`` (``y`` first cast
+    to the result's dtype where it has another, as eager computes ``a·y``)."""
 
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
@@ -101,8 +127,69 @@ class _ScalarArgs(torch.overrides.TorchFunctionMode):
         key = "alpha" if func in _ALPHA else "value" if func in _VALUE else None
         if key is not None and key in kwargs and type(kwargs[key]) not in (int, float, bool):
             a = kwargs.pop(key)
-            args = (args[0], args[1] * a, *args[2:])
+            other = args[1]
+            if isinstance(other, Tensor) and isinstance(args[0], Tensor) \
+                    and other.dtype != (dtype := torch.result_type(args[0], other)):
+                other = other.to(dtype)  # eager scales in the result's dtype (a bfloat16 y, a float32 x)
+            args = (args[0], other * a, *args[2:])
         return func(*args, **kwargs)
+
+
+def _fma(a: Tensor, b: Any, c: Tensor) -> Tensor:
+    """``a·b + c`` as one fused multiply-add: an ``addcmul``, which Inductor emits as an FMA on CUDA and
+    as ``c + a·b`` in C++, which ``-ffp-contract=fast`` (:data:`_EAGER_FMA`) makes one FMA there. The
+    kernels of these rules hold no other product-sum of tensors, so the compiler has no choice of
+    which product to fuse (θ(1-γλ) + γ'·O would be one: Muon's decay is in the other kernel)."""
+    return torch.addcmul(c, a, b if isinstance(b, Tensor) else a.new_full((), b))
+
+
+class _EagerFMA(torch.overrides.TorchFunctionMode):
+    """The product-sums that ATen computes with one FMA (CPU and CUDA kernels alike), rounded so:
+
+    * ``lerp(start, end, w)`` with a number ``w`` (``Lerp.h``): ``fma(w, end - start, start)`` for
+      ``|w| < 0.5``, else ``fma(w - 1, end - start, end)``, ``w`` first rounded to float32 (Inductor's
+      own decomposition takes ``-(1 - w)`` in double, another rounding of the coefficient);
+    * ``x.add_(y, alpha=a)``: ``fma(y, a, x)``, ``a`` first rounded to ``x``'s dtype (as ATen's add
+      kernel takes it: float32, or bfloat16/float16 for half-precision ``x``; where ``y`` is not
+      contiguous, as Muon's update of a tall matrix, ATen's half-precision loop is not vectorised and
+      rounds ``a·y`` and the sum to ``x``'s dtype each);
+    * ``x.mul_(c)`` of a half-precision ``x`` by a 0-d tensor ``c``: in float32, ``c`` rounded to float32
+      (ATen's opmath reads a 0-d CPU tensor as a scalar; the graph would round it to ``x``'s dtype).
+
+    Float32 opmath (float32 and half-precision tensors, :func:`_fma`); float64 tensors keep Inductor's
+    formulas (contracted all the same; a float64 ulp is far below anything a bfloat16 rounding notices)."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is Tensor.add_ and set(kwargs) == {"alpha"} and len(args) == 2 and isinstance(args[1], Tensor) \
+                and torch.result_type(*args) != torch.float64 and args[0].is_floating_point() \
+                and (isinstance(kwargs["alpha"], Tensor) or args[0].dtype == torch.float32):
+            x, y = args
+            a = kwargs["alpha"]
+            a = a.to(x.dtype).float() if isinstance(a, Tensor) else _round32(a)
+            if x.dtype != torch.float32 and not y.is_contiguous():
+                return x.copy_(x.float() + (y.float() * a).to(x.dtype).float())
+            return x.copy_(_fma(y.float(), a, x.float()))
+        if func is Tensor.mul_ and not kwargs and len(args) == 2 and isinstance(args[1], Tensor) \
+                and args[1].dim() == 0 and args[0].dtype in (torch.bfloat16, torch.float16):
+            return args[0].copy_(args[0].float() * args[1].float())
+        if func not in (Tensor.lerp, Tensor.lerp_, torch.lerp) or kwargs or len(args) != 3 \
+                or type(args[2]) not in (int, float) or torch.result_type(*args[:2]) == torch.float64:
+            return func(*args, **kwargs)
+        start, end, w = args
+        w = _round32(w)
+        small = abs(w) < 0.5
+        a, b = start.float(), end.float()
+        out = _fma(b - a, w if small else w - 1, a if small else b)
+        if func is Tensor.lerp_:
+            return start.copy_(out)
+        return out.to(torch.result_type(start, end))
+
+
+def _round32(x: float) -> float:
+    """A Python number rounded to float32 (as ATen's float32 opmath takes a scalar)."""
+    return struct.unpack("f", struct.pack("f", x))[0]
 
 
 _LIB = torch.library.Library("optimlab", "FRAGMENT")
@@ -191,7 +278,8 @@ def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequen
     promote = fn.func.__name__ in _PROMOTE
     if lr is not None:  # a 1-element input indexed in the graph (a 0-d CPU input would be read as a number)
         fn = functools.partial(fn, lr=lr[0])
-    with _ScalarArgs():
+    eager_fma = _EagerFMA() if fn.func.__name__ in _EAGER_FMA else contextlib.nullcontext()
+    with _ScalarArgs(), eager_fma:
         for i in range(len(lists[0])):
             items = [x[i] for x in lists]
             if steps is not None:
@@ -242,22 +330,24 @@ def _spec_inputs(spec: tuple[Any, ...], device: torch.device) -> list[Tensor]:
     hints are those of a large parameter (Inductor parallelises its loops by them); 0-d arguments
     and the extras (steps, scale, found_inf, lr) as they come."""
     kinds, step_dtype, scale, found_inf, lr, slots = spec
-    out = [torch.empty(_example_shape(k[1], i, kinds[0][1]), dtype=k[0], device=device)
+    out = [torch.empty(_example_shape(k, i, kinds[0][1]), dtype=k[0], device=device)
            for k in kinds if k is not None for i in range(slots)]
     if step_dtype is not None:
         out += [torch.ones((), dtype=step_dtype, device=device) for _ in range(slots)]
     out += [torch.ones((), dtype=torch.float32, device=device) for flag in (scale, found_inf) if flag]
     if lr:
-        out.append(torch.ones(1, dtype=torch.float64, device=device))
+        out.append(torch.ones(1, dtype=lr, device=device))
     return out
 
 
-def _example_shape(form: Any, slot: int, param_form: Any) -> tuple[int, ...]:
-    """A tensor's example shape: ``form`` 0 (0-d), 1 (flat, ``HINT + 17·slot``) or a shape pattern
-    (:func:`_pattern`: parameter dimension ``d`` ↦ ``HINT^(1/k) + 17·slot + 3d`` for a parameter
-    with k dimensions above 1, -1 ↦ 1), so every (slot, dimension) is its own size symbol."""
+def _example_shape(kind: tuple[Any, Any], slot: int, param_form: Any) -> tuple[int, ...]:
+    """A tensor's example shape (as passed, :func:`_stored`) by its kind's form: 0 (0-d; a float64
+    one as 1 element), 1 (flat, ``HINT + 17·slot``) or a shape pattern (:func:`_pattern`: parameter
+    dimension ``d`` ↦ ``HINT^(1/k) + 17·slot + 3d`` for a parameter with k dimensions above 1, -1 ↦ 1),
+    so every (slot, dimension) is its own size symbol."""
+    form = kind[1]
     if form == 0:
-        return ()
+        return (1,) if kind[0] == torch.float64 else ()
     if form == 1:
         return (HINT + 17 * slot,)
     dims = sum(d >= 0 for d in param_form)
@@ -273,7 +363,8 @@ def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, devic
 
     def flat_body(*flat: Tensor) -> tuple[()]:
         it = iter(flat)
-        lists = [[next(it) for _ in range(slots)] if k is not None else [None] * slots for k in kinds]
+        lists = [[_unstored(next(it), k) for _ in range(slots)] if k is not None else [None] * slots
+                 for k in kinds]
         steps = [next(it) for _ in range(slots)] if step_dtype is not None else None
         s = next(it) if scale else None
         f = next(it) if found_inf else None
@@ -291,7 +382,8 @@ def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, devic
         if hasattr(gm, "shape_env"):
             del gm.shape_env  # unpicklable: it would keep the graph out of Inductor's on-disk cache
         with torch._guards.tracing(torch._guards.TracingContext(fakes[0].fake_mode)), \
-                torch._inductor.config.patch(post_grad_custom_post_pass=_Hoist(), **_INDUCTOR):
+                torch._inductor.config.patch(post_grad_custom_post_pass=_Hoist(), **_INDUCTOR,
+                                             **(_EAGER_FMA_INDUCTOR if fn.func.__name__ in _EAGER_FMA else {})):
             return _Direct(compile_fx(gm, fakes))
 
 
@@ -372,13 +464,16 @@ def _dummy(kinds: tuple[Any, ...], step_dtype: Any, slot: int, device: torch.dev
     step counter (last)."""
     key = (kinds, step_dtype, slot, device)
     if key not in _dummies:
-        _dummies[key] = [torch.ones(_dummy_shape(k[1]), dtype=k[0], device=device) if k else None for k in kinds]
+        _dummies[key] = [torch.ones(_dummy_shape(k), dtype=k[0], device=device) if k else None for k in kinds]
         _dummies[key].append(None if step_dtype is None else torch.ones((), dtype=step_dtype, device=device))
     return _dummies[key]
 
 
-def _dummy_shape(form: Any) -> tuple[int, ...]:
-    return () if form == 0 else (2,) if form == 1 else tuple(1 if d < 0 else 2 for d in form)
+def _dummy_shape(kind: tuple[Any, Any]) -> tuple[int, ...]:
+    form = kind[1]
+    if form == 0:
+        return (1,) if kind[0] == torch.float64 else ()
+    return (2,) if form == 1 else tuple(1 if d < 0 else 2 for d in form)
 
 
 def _warn_once(device: str, err: BaseException) -> None:
@@ -423,9 +518,16 @@ def _kernel(rule: Callable[..., Any], hyper: dict[str, Any], spec: tuple[Any, ..
 def _pattern(t: Tensor, p: Tensor) -> tuple[int, ...] | None:
     """``t``'s shape in terms of parameter ``p``'s: per dimension the index of the matching dimension
     of ``p`` or -1 for a size-1 dimension (``p``'s own size-1 dimensions included, so that the graph
-    may specialise on them); None when neither fits."""
+    may specialise on them); None when neither fits. A ``t`` of ``p``'s shape that is a permuted view
+    of a contiguous tensor (Muon's update of a tall matrix: the transposed Newton–Schulz result)
+    gets that permutation instead: it is passed as the contiguous tensor and permuted back in the
+    graph (:func:`_stored`, :func:`_unstored`)."""
     if t.dim() != p.dim():
         return None
+    if not t.is_contiguous():
+        perm = tuple(sorted(range(t.dim()), key=lambda k: -t.stride(k)))
+        ok = t is not p and t.shape == p.shape and 1 not in t.shape and t.permute(perm).is_contiguous()
+        return perm if ok else None
     out = []
     for k, (n, m) in enumerate(zip(t.shape, p.shape, strict=True)):
         if n == 1:
@@ -440,8 +542,9 @@ def _pattern(t: Tensor, p: Tensor) -> tuple[int, ...] | None:
 def _layout(items: Sequence[Any], step_pos: int, shaped: bool) -> tuple[Any, ...] | None:
     """A parameter's argument kinds: (dtype, form) per tensor, with form 0 (0-d), 1 (passed flat:
     contiguous, the parameter's size) or, for a ``shaped`` rule, a shape pattern (:func:`_pattern`;
-    contiguous); None for a None argument. None when the chunks cannot take the parameter (fewer than
-    2 elements, sparse, another per-parameter value, another layout)."""
+    contiguous, or a permuted view of a contiguous tensor); None for a None argument. None when the
+    chunks cannot take the parameter (fewer than 2 elements, sparse, another per-parameter value,
+    another layout)."""
     p = items[0]
     if p.numel() < 2:
         return None
@@ -449,7 +552,7 @@ def _layout(items: Sequence[Any], step_pos: int, shaped: bool) -> tuple[Any, ...
     for j, t in enumerate(items):
         if j == step_pos or t is None:
             kinds.append(None)
-        elif not isinstance(t, Tensor) or t.is_sparse or not t.is_contiguous():
+        elif not isinstance(t, Tensor) or t.is_sparse or not (t.is_contiguous() or shaped):
             return None
         elif t.dim() == 0:
             kinds.append((t.dtype, 0))
@@ -465,6 +568,32 @@ def _layout(items: Sequence[Any], step_pos: int, shaped: bool) -> tuple[Any, ...
 def _flat(t: Tensor) -> Tensor:
     """A contiguous tensor as 1-D (itself if it is)."""
     return t if t.dim() == 1 else t.view(-1)
+
+
+def _permutation(form: Any) -> bool:
+    """Whether a shape pattern is a permutation other than the identity (:func:`_pattern`)."""
+    return isinstance(form, tuple) and sorted(form) == list(range(len(form))) and list(form) != sorted(form)
+
+
+def _stored(t: Tensor, kind: tuple[Any, Any]) -> Tensor:
+    """The tensor a chunk is passed for ``t`` of this kind (:func:`_layout`): flat (form 1); a 0-d
+    float64 tensor as 1 element (make_fx traces a 0-d float64 CPU input as a Python float, which
+    Inductor then fails to compile; Muon's per-parameter lr ratio); the contiguous tensor that a
+    permuted ``t`` views; else ``t`` itself."""
+    form = kind[1]
+    if form == 1:
+        return _flat(t)
+    if form == 0:
+        return t.view(1) if kind[0] == torch.float64 else t
+    return t.permute(form) if _permutation(form) else t
+
+
+def _unstored(t: Tensor, kind: tuple[Any, Any]) -> Tensor:
+    """Inverse of :func:`_stored` inside the graph (flat stays flat): the rule sees the argument's shape."""
+    form = kind[1]
+    if form == 0:
+        return t[0] if kind[0] == torch.float64 else t
+    return t.permute(sorted(range(len(form)), key=form.__getitem__)) if _permutation(form) else t
 
 
 @functools.cache
@@ -489,8 +618,8 @@ class _Plan:
         self.refs = [tuple(x) for j, x in enumerate(lists) if j != 1]
         self.ptrs = [p.data_ptr() for p in lists[0]]
         self.state, self.step_dicts, self.steps = state, step_dicts, steps
-        #: per chunk: (kernel, flat arguments with the gradient entries None, [(position, parameter, flatten)])
-        self.calls: list[tuple[Callable[..., Any], list[Any], list[tuple[int, int, bool]]]] = []
+        #: per chunk: (kernel, flat arguments with the gradient entries None, [(position, parameter, kind)])
+        self.calls: list[tuple[Callable[..., Any], list[Any], list[tuple[int, int, Any]]]] = []
         #: the dtype, size and contiguity of each gradient (plain and dense: :func:`_layout` checked)
         grads = lists[1]
         self.grads = (list(map(_DTYPE, grads)), list(map(Tensor.numel, grads)), list(map(Tensor.is_contiguous, grads)))
@@ -516,8 +645,8 @@ class _Plan:
                 and list(map(Tensor.is_contiguous, grads)) == self.grads[2])
 
 
-#: the plans of each optimizer's groups, by ``id(group)`` (dropped with the optimizer)
-_plans: weakref.WeakKeyDictionary[Any, dict[int, _Plan]] = weakref.WeakKeyDictionary()
+#: the plans of each optimizer's groups, by ``(id(group), rule name)`` (dropped with the optimizer)
+_plans: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], _Plan]] = weakref.WeakKeyDictionary()
 
 
 def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequence[Sequence[Any]],
@@ -529,25 +658,28 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     step_pos = names.index("step") if "step" in names else -1
     device = lists[0][0].device
     scale, found_inf = getattr(opt, "grad_scale", None), getattr(opt, "found_inf", None)
+    if not getattr(opt, "_step_supports_amp_scaling", False):  # GradScaler unscales and skips on the host
+        scale = found_inf = None
     scale = None if scale is None else scale.to(device)
     found_inf = None if found_inf is None else found_inf.to(device)
     call_hyper = {**hyper, **_OVERRIDES.get(name, {})}
     lr = call_hyper.pop("lr", None)
     if lr is not None:
-        lr = (lr.detach().reshape(1).to(device=device, dtype=torch.float64, copy=True) if isinstance(lr, Tensor)
-              else torch.tensor([lr], dtype=torch.float64, device=device))
+        own = isinstance(lr, Tensor) and name in _OWN_LR_DTYPE and lr.is_floating_point()
+        lr = (lr.detach().reshape(1).to(device=device, dtype=lr.dtype if own else torch.float64, copy=True)
+              if isinstance(lr, Tensor) else torch.tensor([lr], dtype=torch.float64, device=device))
     consts = tuple(sorted((k, _key_value(v)) for k, v in call_hyper.items()))
-    key = (name, consts, scale is not None, found_inf is not None, lr is not None, device)
+    key = (name, consts, scale is not None, found_inf is not None, None if lr is None else lr.dtype, device)
     plans = _plans.setdefault(opt, {})
-    plan = plans.get(id(group))
+    plan = plans.get((id(group), name))
     if plan is None or not plan.fits(key, lists, opt.state):
-        plan = plans[id(group)] = _build(opt, rule, lists, call_hyper, key, step_pos)
+        plan = plans[id(group), name] = _build(opt, rule, lists, call_hyper, key, step_pos)
     grads = lists[1]
     extras = [t for t in (scale, found_inf, lr) if t is not None]
     for kernel, template, fill in plan.calls:
         args = template.copy()
-        for pos, i, flatten in fill:
-            args[pos] = _flat(grads[i]) if flatten else grads[i]
+        for pos, i, kind in fill:
+            args[pos] = _stored(grads[i], kind)
         kernel(*args, *extras)
     for i in plan.rest:
         _eager(rule, [x[i] for x in lists], step_pos, hyper, None if plan.steps is None else plan.steps[i],
@@ -558,7 +690,7 @@ def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], c
            key: tuple[Any, ...], step_pos: int) -> _Plan:
     """A group's :class:`_Plan`: each parameter's layout (:func:`_layout`), the parameters of one layout in
     chunks of the rule's slot count, each chunk's flat arguments, and the parameters left to the eager rule."""
-    name, _, with_scale, with_found_inf, with_lr, device = key
+    name, _, with_scale, with_found_inf, lr_dtype, device = key
     params = lists[0]
     step_dicts = [opt.state.get(p, {}) for p in params]  # no new entries
     state_steps: list[Tensor] | None = [d.get("step") for d in step_dicts]  # type: ignore[misc]
@@ -581,7 +713,7 @@ def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], c
     todo = list(by.items())
     for n, ((kinds, step_dtype), idx) in enumerate(todo):
         slots = _SLOTS.get(name, SLOTS)
-        spec = (kinds, step_dtype, with_scale, with_found_inf, with_lr, slots)
+        spec = (kinds, step_dtype, with_scale, with_found_inf, lr_dtype, slots)
         try:
             kernel = _kernel(rule, call_hyper, spec, step_pos, device)
         except Exception as err:  # noqa: BLE001 - any compiler failure: warn once, run unfused
@@ -593,16 +725,16 @@ def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], c
             sel = idx[c:c + slots]
             dummies = [_dummy(kinds, step_dtype, slot, device) for slot in range(len(sel), slots)]
             flat: list[Any] = []
-            fill: list[tuple[int, int, bool]] = []
+            fill: list[tuple[int, int, Any]] = []
             for j, k in enumerate(kinds):
                 if k is None:
                     continue
                 for i in sel:
-                    if j == 1:
-                        fill.append((len(flat), i, k[1] == 1))
+                    if j == 1:  # the gradients: filled in at each step
+                        fill.append((len(flat), i, k))
                         flat.append(None)
                     else:
-                        flat.append(_flat(call_lists[j][i]) if k[1] == 1 else call_lists[j][i])
+                        flat.append(_stored(call_lists[j][i], k))
                 flat += [d[j] for d in dummies]
             if state_steps is not None:
                 flat += [state_steps[i] for i in sel]
@@ -611,13 +743,15 @@ def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], c
     return plan
 
 
-def check_init(opt: Any, fused: bool | None, foreach: bool | None, differentiable: bool) -> None:
+def check_init(opt: Any, fused: bool | None, foreach: bool | None, differentiable: bool, amp: bool = True) -> None:
     """Constructor checks for ``fused=True`` where torch has no fused variant, as torch makes them for
-    its own fused optimizers; GradScaler then hands over ``grad_scale``/``found_inf``."""
+    its own fused optimizers; GradScaler then hands over ``grad_scale``/``found_inf`` (unless not
+    ``amp``: then GradScaler unscales the gradients and skips inf/NaN steps itself, as for an unfused
+    optimizer)."""
     if not fused:
         return
     if differentiable:
         raise RuntimeError("`fused` does not support `differentiable`")
     if foreach:
         raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
-    opt._step_supports_amp_scaling = True
+    opt._step_supports_amp_scaling = amp

@@ -129,6 +129,8 @@ class Adafactor(Optimizer):
         or full (1-D) second moment."""
         state = self.state[p]
         if len(state) == 0:
+            if fused:
+                self._check_fused(p)
             g = p.grad
             assert g is not None
             state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype(), device=p.device if fused else None)

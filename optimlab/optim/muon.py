@@ -10,9 +10,11 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _to_scalar
 
+from . import _fused
 from .optimizer import Optimizer, validate
 
-__all__ = ["Muon", "muon_rule", "newton_schulz"]
+__all__ = ["Muon", "lr_ratio", "muon_momentum_rule", "muon_rule", "muon_update_rule", "newton_schulz",
+           "orthogonalise"]
 
 # Keller Jordan's quintic Newton–Schulz coefficients, step count and norm floor (torch's defaults).
 NS_COEFFICIENTS: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
@@ -41,27 +43,58 @@ def newton_schulz(g: Tensor, coefficients: tuple[float, float, float], steps: in
     return x.T if tall else x
 
 
-def adjusted_lr(lr: Any, adjust_lr_fn: str | None, shape: torch.Size) -> Any:
-    """γ·√max(1, A/B) ("original", the default) or γ·0.2·√max(A, B) ("match_rms_adamw") for an A×B matrix."""
+def lr_ratio(adjust_lr_fn: str | None, shape: torch.Size) -> float:
+    """γ'/γ: √max(1, A/B) ("original", the default) or 0.2·√max(A, B) ("match_rms_adamw") for an A×B matrix."""
     rows, cols = shape[:2]
     if adjust_lr_fn is None or adjust_lr_fn == "original":
-        return lr * math.sqrt(max(1, rows / cols))
+        return math.sqrt(max(1, rows / cols))
     if adjust_lr_fn == "match_rms_adamw":
-        return lr * (0.2 * math.sqrt(max(rows, cols)))
-    return lr * 1.0
+        return 0.2 * math.sqrt(max(rows, cols))
+    return 1.0
+
+
+def muon_momentum_rule(p: Tensor, g: Tensor, buf: Tensor, out: Tensor, *, lr: Any, weight_decay: float,
+                       momentum: float, nesterov: bool) -> None:
+    """θ ← θ(1-γλ);  B ← μB + (1-μ)g;  out ← lerp(g, B, μ) (Nesterov) or B, rounded to ``out``'s dtype
+    (bfloat16: the Newton–Schulz input). The decoupled decay comes first here, where torch applies it
+    after the orthogonalisation: nothing in between reads θ, so the results are the same, and the
+    update kernel's one product-sum is then γ'·O + θ."""
+    p.mul_(1 - lr * weight_decay)
+    buf.lerp_(g, 1 - momentum)
+    out.copy_(g.lerp(buf, momentum) if nesterov else buf)
+
+
+def orthogonalise(update: Tensor, buf: Tensor, *, nesterov: bool, ns_coefficients: tuple[float, float, float],
+                  ns_steps: int, eps: float) -> Tensor:
+    """NS(update), from the bfloat16 ``update`` that :func:`muon_momentum_rule` wrote (normalised in
+    place). A bfloat16 buffer without Nesterov is normalised too, as torch's: there its ``.bfloat16()``
+    is the buffer itself."""
+    ortho = newton_schulz(update, ns_coefficients, ns_steps, eps)
+    if not nesterov and buf.dtype == torch.bfloat16:
+        buf.copy_(update)
+    return ortho
+
+
+def muon_update_rule(p: Tensor, ortho: Tensor, ratio: Any, *, lr: Any) -> None:
+    """θ ← θ - γ'·O with γ' = γ·``ratio`` (:func:`lr_ratio`; a 0-d tensor on the fused path, so that one
+    compiled kernel serves every shape)."""
+    p.add_(ortho, alpha=-(lr * ratio))
 
 
 def muon_rule(p: Tensor, g: Tensor, buf: Tensor, *, lr: Any, weight_decay: float, momentum: float, nesterov: bool,
               ns_coefficients: tuple[float, float, float], ns_steps: int, eps: float,
               adjust_lr_fn: str | None) -> None:
-    """B ← μB + (1-μ)g;  U ← lerp(g, B, μ) (Nesterov) or B;  θ ← θ(1-γλ) - γ'·NS(U), γ' = adjusted γ."""
+    """B ← μB + (1-μ)g;  U ← lerp(g, B, μ) (Nesterov) or B;  θ ← θ(1-γλ) - γ'·NS(U), γ' = adjusted γ.
+
+    Three parts, which ``fused=True`` runs as two compiled kernels around the eager Newton–Schulz
+    iteration: :func:`muon_momentum_rule`, :func:`orthogonalise`, :func:`muon_update_rule`.
+    """
     validate(g.dim() == 2, "Param gradient must be a 2D matrix")
-    buf.lerp_(g, 1 - momentum)
-    update = g.lerp(buf, momentum) if nesterov else buf
-    ortho = newton_schulz(update, ns_coefficients, ns_steps, eps)
-    step_lr = adjusted_lr(lr, adjust_lr_fn, p.shape)
-    p.mul_(1 - lr * weight_decay)
-    p.add_(ortho, alpha=-step_lr)
+    update = torch.empty_like(g, dtype=torch.bfloat16)
+    muon_momentum_rule(p, g, buf, update, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov)
+    ortho = orthogonalise(update, buf, nesterov=nesterov, ns_coefficients=ns_coefficients, ns_steps=ns_steps,
+                          eps=eps)
+    muon_update_rule(p, ortho, lr_ratio(adjust_lr_fn, p.shape), lr=lr)
 
 
 class Muon(Optimizer):
@@ -86,26 +119,36 @@ class Muon(Optimizer):
         eps (float): floor of the Frobenius norm in Newton–Schulz (default: 1e-7).
         ns_steps (int): Newton–Schulz iterations, < 100 (default: 5).
         adjust_lr_fn (str, optional): "original" or "match_rms_adamw" (default: None, i.e. "original").
+        fused (bool, optional): compile the elementwise parts around the orthogonalisation (:mod:`._fused`;
+            torch has no fused Muon; default: None, i.e. unfused): the decay, the momentum update and the
+            bfloat16 Newton–Schulz input in one kernel, the update in another; the Newton–Schulz matmuls
+            run eagerly in between, as on the unfused path (on CPU bit for bit with it). Not a
+            GradScaler-aware step (no ``_step_supports_amp_scaling``, as torch's Muon): GradScaler
+            unscales the gradients and skips inf/NaN steps on the host itself.
 
     State per parameter: ``momentum_buffer``. Non-2-D parameters raise ``ValueError`` at construction.
     """
 
     def __init__(self, params: Any, lr: float | Tensor = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
                  nesterov: bool = True, ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
-                 eps: float = EPS, ns_steps: int = NS_STEPS, adjust_lr_fn: str | None = None) -> None:
+                 eps: float = EPS, ns_steps: int = NS_STEPS, adjust_lr_fn: str | None = None, *,
+                 fused: bool | None = None) -> None:
         validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
         validate(0.0 <= lr, f"Learning rate should be >= 0 but is: {lr}")
         validate(0.0 <= momentum, f"momentum should be >= 0 but is: {momentum}")
         validate(0.0 <= weight_decay, f"weight decay should be >= 0 but is: {weight_decay}")
         validate(adjust_lr_fn in (None, "original", "match_rms_adamw"),
                  f"Adjust learning rate function {adjust_lr_fn} is not supported")
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
-                                      ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps,
-                                      adjust_lr_fn=adjust_lr_fn))
+        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                        ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
+        if fused is not None:  # optimlab's extension (torch has no fused variant): kept out of torch's defaults
+            defaults["fused"] = fused
+        super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
                 validate(p.ndim == 2,
                          f"Muon only supports 2D parameters whereas we found a parameter with size: {p.size()}")
+        _fused.check_init(self, fused, None, False, amp=False)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -120,12 +163,52 @@ class Muon(Optimizer):
                 validate(not p.grad.is_sparse, "Muon does not support sparse gradients", RuntimeError)
                 state = self.state[p]
                 if "momentum_buffer" not in state:
+                    if group.get("fused"):
+                        self._check_fused(p)
                     state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
                 params.append(p)
                 bufs.append(state["momentum_buffer"])
             lr = _to_scalar(group["lr"])  # a tensor lr stays a tensor: torch's rounding
+            if params and _fused.active(group, params):
+                self._fused_step(group, params, bufs, lr)
+                continue
             for p, buf in zip(params, bufs, strict=True):
                 muon_rule(p, p.grad, buf, lr=lr, weight_decay=group["weight_decay"], momentum=group["momentum"],
                           nesterov=group["nesterov"], ns_coefficients=group["ns_coefficients"],
                           ns_steps=group["ns_steps"], eps=group["eps"], adjust_lr_fn=group["adjust_lr_fn"])
         return loss
+
+    def _fused_step(self, group: dict[str, Any], params: list[Tensor], bufs: list[Tensor], lr: Any) -> None:
+        """``fused=True``: :func:`muon_momentum_rule` and :func:`muon_update_rule` compiled (one kernel
+        each for all shapes; γ'/γ enters as a 0-d tensor per parameter), Newton–Schulz eager between them.
+        The bfloat16 Newton–Schulz inputs are scratch tensors of this step, not state."""
+        grads = [p.grad for p in params]
+        for g in grads:
+            validate(g.dim() == 2, "Param gradient must be a 2D matrix")
+        updates = [torch.empty_like(g, dtype=torch.bfloat16) for g in grads]
+        _fused.apply(self, muon_momentum_rule, group, [params, grads, bufs, updates],
+                     {"lr": lr, "weight_decay": group["weight_decay"], "momentum": group["momentum"],
+                      "nesterov": group["nesterov"]})
+        ns = {"nesterov": group["nesterov"], "ns_coefficients": group["ns_coefficients"], "ns_steps": group["ns_steps"],
+              "eps": group["eps"]}
+        orthos = [orthogonalise(u, b, **ns) for u, b in zip(updates, bufs, strict=True)]
+        if not _fused.active(group, params):  # the first kernel could not be compiled (warned once)
+            for p, o in zip(params, orthos, strict=True):
+                muon_update_rule(p, o, lr_ratio(group["adjust_lr_fn"], p.shape), lr=lr)
+            return
+        # γ·ratio in the dtype eager computes it in: a tensor lr's (tensor arithmetic), else double
+        dtype = lr.dtype if isinstance(lr, Tensor) else torch.float64
+        ratios = [_ratio(group["adjust_lr_fn"], p, dtype) for p in params]
+        _fused.apply(self, muon_update_rule, group, [params, orthos, ratios], {"lr": lr})
+
+
+#: γ'/γ as 0-d tensors by (value, dtype, device): the fused update's per-parameter input (no copy per step)
+_RATIOS: dict[tuple[float, torch.dtype, torch.device], Tensor] = {}
+
+
+def _ratio(adjust_lr_fn: str | None, p: Tensor, dtype: torch.dtype) -> Tensor:
+    value = lr_ratio(adjust_lr_fn, p.shape)
+    key = (value, dtype, p.device)
+    if key not in _RATIOS:
+        _RATIOS[key] = torch.tensor(value, dtype=dtype, device=p.device)
+    return _RATIOS[key]

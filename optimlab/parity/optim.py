@@ -105,7 +105,10 @@ def param_groups(model: nn.Module, case: Case) -> list[dict[str, Any]] | Any:
 def build(cls: type, model: nn.Module, case: Case, kwargs: dict[str, Any] | None = None) -> torch.optim.Optimizer:
     kw = fresh(case.kwargs if kwargs is None else kwargs)
     if case.get("lr_tensor") and "lr" in kw:
-        kw["lr"] = torch.tensor(kw["lr"], dtype=torch.float64 if kw.get("fused") is None else torch.float32)
+        # float32 where both sides are fused (torch's fused kernels); where only ours is (``ref_drop``), the
+        # reference's float64 on both sides, so that param_groups compare equal
+        fused = kw.get("fused") is not None and "fused" not in case.get("ref_drop", ())
+        kw["lr"] = torch.tensor(kw["lr"], dtype=torch.float32 if fused else torch.float64)
     return cls(param_groups(model, case), **kw)
 
 
