@@ -16,17 +16,19 @@ __all__ = ["Rprop", "rprop_rule"]
 
 
 def _factor(s: Tensor, etaminus: float, etaplus: float) -> Tensor:
-    """η⁺ where s > 0, η⁻ where s < 0, 1 where s = 0 (NaN stays NaN)."""
-    return torch.where(s.gt(0), etaplus, torch.where(s.lt(0), etaminus, torch.where(s.eq(0), 1.0, s)))
+    """η⁺ where s > 0, η⁻ where s < 0, 1 where s = 0 (NaN stays NaN): for a sign s ∈ {-1, ±0, 1, NaN}
+    the innermost case is ``s + 1`` (exactly 1 for ±0, NaN for NaN), one select fewer than testing s = 0."""
+    return torch.where(s.gt(0), etaplus, torch.where(s.lt(0), etaminus, s + 1))
 
 
 def rprop_rule(p: Any, g: Any, prev: Any, step_size: Any, *, etaminus: float, etaplus: float, step_size_min: float,
                step_size_max: float, differentiable: bool) -> None:
     """f = η⁺ if g·g₋ > 0, η⁻ if < 0, else 1;  s ← clamp(s·f, s_min, s_max);  g ← 0 where f = η⁻;
     θ ← θ - s·sign(g);  g₋ ← g."""
-    sign = each(_factor, g.mul(prev.clone() if differentiable else prev).sign(), etaminus, etaplus)
-    each(lambda s: s.clamp_(step_size_min, step_size_max), step_size.mul_(sign))
-    g = each(lambda gg, f: torch.where(f.eq(etaminus), 0, gg), g, sign)
+    s = g.mul(prev.clone() if differentiable else prev).sign()
+    factor = each(_factor, s, etaminus, etaplus)
+    each(lambda x: x.clamp_(step_size_min, step_size_max), step_size.mul_(factor))
+    g = each(lambda gg, ss: torch.where(ss.lt(0), 0, gg), g, s)  # where the factor is η⁻ (0 < η⁻ < 1 < η⁺)
     p.addcmul_(g.sign(), step_size, value=-1)
     prev.copy_(g)
 
