@@ -184,9 +184,9 @@ class Optimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _check_fused(p: Tensor) -> None:
-        validate(p.device.type in _FUSED_DEVICES and torch.is_floating_point(p),
-                 "`fused=True` requires all the params to be floating point Tensors of supported devices: "
-                 f"{list(_FUSED_DEVICES)} but {p.dtype} and {p.device.type}", RuntimeError)
+        if not (p.is_floating_point() and p.device.type in _FUSED_DEVICES):  # (the message only on failure)
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported "
+                               f"devices: {list(_FUSED_DEVICES)} but {p.dtype} and {p.device.type}")
 
     def _fix_steps(self, *scalars: str) -> None:
         """After loading old checkpoints: turn float ``step`` (and other scalar state) into torch's tensors."""

@@ -93,9 +93,10 @@ class SGD(Optimizer):
         loss = self._eval_closure(closure)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            if group["fused"]:
-                for p in params:
+            if group["fused"] and getattr(self, "_need_device_dtype_check_for_fused", True):
+                for p in params:  # once per optimizer, under torch's flag (torch checks the first parameter)
                     self._check_fused(p)
+                self._need_device_dtype_check_for_fused = not params
             grads = self._unscale(group, self._grads(params, group["maximize"]))
             if self._skip(group):
                 continue
