@@ -678,8 +678,9 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     extras = [t for t in (scale, found_inf, lr) if t is not None]
     for kernel, template, fill in plan.calls:
         args = template.copy()
-        for pos, i, kind in fill:
-            args[pos] = _stored(grads[i], kind)
+        for pos, i, how in fill:  # None: as it is; True: flat; else its kind (:func:`_stored`)
+            g = grads[i]
+            args[pos] = g if how is None else g.view(-1) if how is True else _stored(g, how)
         kernel(*args, *extras)
     for i in plan.rest:
         _eager(rule, [x[i] for x in lists], step_pos, hyper, None if plan.steps is None else plan.steps[i],
@@ -731,7 +732,8 @@ def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], c
                     continue
                 for i in sel:
                     if j == 1:  # the gradients: filled in at each step
-                        fill.append((len(flat), i, k))
+                        how = (None if params[i].dim() == 1 else True) if k[1] == 1 else k
+                        fill.append((len(flat), i, how))
                         flat.append(None)
                     else:
                         flat.append(_stored(call_lists[j][i], k))
