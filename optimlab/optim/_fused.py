@@ -429,7 +429,8 @@ def _compiled_graph(fn: Any) -> Any:
             continue
         seen.add(id(f))
         if isinstance(f, CompiledFxGraph):
-            return f if callable(f.current_callable) and not f.cudagraph_info else None
+            direct = callable(getattr(f, "current_callable", None)) and not getattr(f, "cudagraph_info", None)
+            return f if direct else None
         todo.append(getattr(f, "__wrapped__", None))
         for cell in getattr(f, "__closure__", None) or ():
             try:
