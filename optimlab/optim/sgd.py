@@ -105,14 +105,18 @@ class SGD(Optimizer):
             if group["momentum"] == 0:
                 self._apply(sgd_rule, group, [params, grads, [None] * len(params)], first=False, **hyper)
                 continue
-            new = {i for i, p in enumerate(params) if self.state[p].get("momentum_buffer") is None}
+            states = [self.state[p] for p in params]
+            bufs = [st.get("momentum_buffer") for st in states]
+            new = {i for i, b in enumerate(bufs) if b is None}
             for i in new:
-                self.state[params[i]]["momentum_buffer"] = torch.zeros_like(params[i],
-                                                                            memory_format=torch.preserve_format)
+                bufs[i] = states[i]["momentum_buffer"] = torch.zeros_like(params[i],
+                                                                          memory_format=torch.preserve_format)
+            if not new:  # the usual step: every buffer exists
+                self._apply(sgd_rule, group, [params, grads, bufs], first=False, **hyper)
+                continue
             for first in (True, False):
                 sel = [i for i in range(len(params)) if (i in new) == first]
                 if sel:
                     self._apply(sgd_rule, group, [[params[i] for i in sel], [grads[i] for i in sel],
-                                                  [self.state[params[i]]["momentum_buffer"] for i in sel]],
-                                first=first, **hyper)
+                                                  [bufs[i] for i in sel]], first=first, **hyper)
         return loss
