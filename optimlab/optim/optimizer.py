@@ -209,7 +209,6 @@ class Optimizer(torch.optim.Optimizer):
         sparse gradient raises torch's RuntimeError unless ``sparse_ok``.
         """
         params: list[Tensor] = []
-        raw: list[Tensor] = []
         dicts: list[dict[str, Any]] = []
         differentiable, state = group.get("differentiable"), self.state
         for p in group["params"]:
@@ -219,7 +218,6 @@ class Optimizer(torch.optim.Optimizer):
             if g.is_sparse and not sparse_ok:
                 raise RuntimeError(sparse_error or f"{type(self).__name__} does not support sparse gradients")
             params.append(p)
-            raw.append(g)
             st = state[p]
             dicts.append(st)
             if not st:
@@ -228,8 +226,7 @@ class Optimizer(torch.optim.Optimizer):
                 st.update(init(p, group))
             if differentiable and isinstance(st.get("step"), Tensor) and st["step"].requires_grad:
                 raise RuntimeError("`requires_grad` is not supported for `step` in differentiable mode")
-        grads = [-g for g in raw] if group.get("maximize", False) else raw
-        grads = self._unscale(group, grads)
+        grads = self._unscale(group, self._grads(params, group.get("maximize", False)))
         steps = list(map(dict.__getitem__, dicts, repeat("step"))) if params and "step" in dicts[0] else []
         if not any(map(Tensor.is_complex, params)):  # (map: the loops run in C)
             return params, grads, [list(map(dict.get, dicts, repeat(k))) for k in keys], steps

@@ -111,9 +111,6 @@ class SGD(Optimizer):
             for i in new:
                 bufs[i] = states[i]["momentum_buffer"] = torch.zeros_like(params[i],
                                                                           memory_format=torch.preserve_format)
-            if not new:  # the usual step: every buffer exists
-                self._apply(sgd_rule, group, [params, grads, bufs], first=False, **hyper)
-                continue
             for first in (True, False):
                 sel = [i for i in range(len(params)) if (i in new) == first]
                 if sel:
