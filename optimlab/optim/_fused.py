@@ -24,7 +24,8 @@ training, at little cost per call:
   its tensor-step branch. The other hyperparameters and flags are constants of the graph.
 * **Scalar math hoisted.** Inductor would inline 0-d arithmetic (``1 - β1ᵗ``, ``√(1-β2ᵗ)``) into the
   element loop, a ``pow`` per vector of elements; a post-grad pass (:class:`_Hoist`) computes every
-  0-d value the element loops read once, into one buffer, before them.
+  0-d value the element loops read once, into one buffer, before them (on CPU inside the
+  chunk's one C++ kernel, no separate call).
 * **Scalar arguments.** Tensor-valued ``alpha=``/``value=`` arguments (``p.add_(g, alpha=-lr)`` with a
   tensor lr) become a product inside the kernel (:class:`_ScalarArgs`), which costs no memory traffic.
 * **GradScaler** (``grad_scale``/``found_inf`` set on an optimizer that advertises
@@ -192,25 +193,6 @@ def _round32(x: float) -> float:
     return struct.unpack("f", struct.pack("f", x))[0]
 
 
-_LIB = torch.library.Library("optimlab", "FRAGMENT")
-_LIB.define("hoist_barrier(Tensor x) -> Tensor")
-
-
-def _hoist_barrier(x: Tensor) -> Tensor:
-    """A copy of ``x`` that Inductor cannot see through: the stacked 0-d values the element loops
-    read are computed once, before the loops, instead of being inlined into them. Registered without
-    an autograd wrapper: it is called once per compiled chunk."""
-    return x.clone()
-
-
-def _hoist_barrier_fake(x: Tensor) -> Tensor:
-    return torch.empty_like(x)
-
-
-_LIB.impl("hoist_barrier", _hoist_barrier, "CompositeExplicitAutograd")
-_LIB.impl("hoist_barrier", _hoist_barrier_fake, "Meta")
-
-
 def _is_scalar(n: Any) -> bool:
     v = n.meta.get("val") if isinstance(n, torch.fx.Node) else None
     return isinstance(v, Tensor) and v.dim() == 0
@@ -218,8 +200,10 @@ def _is_scalar(n: Any) -> bool:
 
 class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
     """Post-grad pass: every functional 0-d computation that depends only on inputs moves to the
-    top, and the values element loops read are stacked into one vector behind a :func:`_hoist_barrier`
-    (per dtype/device), so each loop reads a precomputed number instead of recomputing it per vector."""
+    top, and the values element loops read are stacked into one float64 row per device and passed
+    through a barrier, ``amax`` over two copies of the row (exact for every value, ``-0`` and NaN
+    included; a reduction, which Inductor always writes to a buffer instead of inlining into its
+    consumers), so each loop reads a precomputed number instead of recomputing it per vector."""
 
     def __call__(self, graph: torch.fx.Graph) -> None:
         hoisted: list[torch.fx.Node] = []
@@ -255,7 +239,11 @@ class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
             with graph.inserting_after(anchor):
                 values = graph.call_function(torch.ops.aten.cat.default, (rows,))
             with graph.inserting_after(values):
-                stacked = graph.call_function(torch.ops.optimlab.hoist_barrier.default, (values,))
+                row = graph.call_function(torch.ops.aten.unsqueeze.default, (values, 0))
+            with graph.inserting_after(row):
+                pair = graph.call_function(torch.ops.aten.expand.default, (row, [2, len(rows)]))
+            with graph.inserting_after(pair):
+                stacked = graph.call_function(torch.ops.aten.amax.default, (pair, [0]))
             anchor = stacked
             for i, node in enumerate(nodes):
                 with graph.inserting_after(anchor):
@@ -269,7 +257,7 @@ class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
         graph.lint()
 
     def uuid(self) -> str:
-        return "optimlab-fused-hoist-3"
+        return "optimlab-fused-hoist-5"
 
 
 def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequence[Tensor] | None,
