@@ -269,7 +269,7 @@ def test_noncontiguous_gradient_is_not_passed_flat():
 def test_step_is_an_in_place_update_for_autograd():
     """The compiled call bumps the version counters of what it writes, as torch's fused kernels do: a
     parameter saved for backward and then stepped is caught by autograd, on every step (the first call
-    goes through Inductor's wrappers, later ones through the generated code directly)."""
+    goes through Inductor's wrappers, later ones straight into the generated C++ kernel)."""
     p = torch.nn.Parameter(torch.randn(100))
     opt = oo.Adam([p], lr=0.01, fused=True)
     for _ in range(3):
@@ -282,3 +282,5 @@ def test_step_is_an_in_place_update_for_autograd():
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
             y.backward()
     assert all(k.call is not None for k in _fused._kernels.values() if isinstance(k, _fused._Direct))
+    if p.is_cpu:  # from the second step on, each chunk's C++ kernel is called from its argument list
+        assert all(isinstance(c[3], _fused._Bound) for plan in _fused._plans[opt].values() for c in plan.calls)
