@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 import torch
@@ -107,6 +109,9 @@ class SGD(Optimizer):
                 continue
             states = [self.state[p] for p in params]
             bufs = [st.get("momentum_buffer") for st in states]
+            if all(map(operator.is_not, bufs, repeat(None))):  # each step after the first: one call
+                self._apply(sgd_rule, group, [params, grads, bufs], first=False, **hyper)
+                continue
             new = {i for i, b in enumerate(bufs) if b is None}
             for i in new:
                 bufs[i] = states[i]["momentum_buffer"] = torch.zeros_like(params[i],
