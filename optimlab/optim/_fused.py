@@ -217,6 +217,7 @@ class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
                     and all(a.op == "placeholder" or a in seen for a in node.all_input_nodes)):
                 seen.add(node)
                 hoisted.append(node)
+        self._realize(graph, seen)
         read: dict[Any, list[torch.fx.Node]] = {}
         for node in hoisted:
             if any(u not in seen and u.op != "output" for u in node.users):
@@ -259,8 +260,32 @@ class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
                         u.replace_input_with(node, sel)
         graph.lint()
 
+    @staticmethod
+    def _realize(graph: torch.fx.Graph, hoisted: set[torch.fx.Node]) -> None:
+        """0-d math on reduction results (Adafactor's RMS(θ)-based α, its clipping factor): each such
+        value that an element loop reads goes through the same barrier, so the chain behind it
+        (``√``, ``pow`` of the symbolic size, divisions) runs once instead of once per vector."""
+        for node in list(graph.nodes):
+            schema = getattr(node.target, "_schema", None)
+            if (node.op != "call_function" or node in hoisted or not _is_scalar(node) or schema is None
+                    or schema.is_mutable or any(not _is_scalar(a) and isinstance(a.meta.get("val"), Tensor)
+                                                for a in node.all_input_nodes)):
+                continue  # (a 0-d value read straight from a tensor is a reduction: realized anyway)
+            loops = [u for u in node.users if u.op == "call_function" and not _is_scalar(u)
+                     and isinstance(u.meta.get("val"), Tensor)]
+            if not loops:
+                continue
+            with graph.inserting_after(node):
+                row = graph.call_function(torch.ops.aten.unsqueeze.default, (node, 0))
+            with graph.inserting_after(row):
+                pair = graph.call_function(torch.ops.aten.expand.default, (row, [2]))
+            with graph.inserting_after(pair):
+                once = graph.call_function(torch.ops.aten.amax.default, (pair, [0]))
+            for u in loops:
+                u.replace_input_with(node, once)
+
     def uuid(self) -> str:
-        return "optimlab-fused-hoist-5"
+        return "optimlab-fused-hoist-6"
 
 
 def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequence[Tensor] | None,

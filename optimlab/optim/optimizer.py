@@ -44,6 +44,7 @@ initial values of its state, and calls :meth:`_collect`, :meth:`_count` and :met
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any, ClassVar
@@ -75,6 +76,7 @@ def use_grad_for_differentiable(func: Callable[..., Any]) -> Callable[..., Any]:
 
     return _use_grad
 
+_GRAD, _IS_SPARSE = operator.attrgetter("grad"), operator.attrgetter("is_sparse")
 _FUSED_DEVICES = ("mps", "cuda", "xpu", "hpu", "cpu", "mtia")
 _CAPTURABLE_DEVICES = ("cuda", "xpu", "hpu", "xla")
 
@@ -172,7 +174,7 @@ class Optimizer(torch.optim.Optimizer):
     @staticmethod
     def _grads(params: Sequence[Tensor], maximize: bool) -> list[Tensor]:
         """The gradients to descend on: ``-∇`` when maximizing."""
-        return [(-p.grad if maximize else p.grad) for p in params]  # type: ignore[operator]
+        return [-p.grad for p in params] if maximize else list(map(_GRAD, params))  # type: ignore[operator]
 
     # ----------------------------------------------------------------------------------- state
     @staticmethod
@@ -208,30 +210,37 @@ class Optimizer(torch.optim.Optimizer):
         Complex parameters, gradients and state come back as real views (writes go through). A
         sparse gradient raises torch's RuntimeError unless ``sparse_ok``.
         """
-        params: list[Tensor] = []
-        dicts: list[dict[str, Any]] = []
-        differentiable, state = group.get("differentiable"), self.state
-        for p in group["params"]:
-            g = p.grad
-            if g is None:
-                continue
-            if g.is_sparse and not sparse_ok:
-                raise RuntimeError(sparse_error or f"{type(self).__name__} does not support sparse gradients")
-            params.append(p)
-            st = state[p]
-            dicts.append(st)
-            if not st:
-                if group.get("fused"):
-                    self._check_fused(p)
-                st.update(init(p, group))
-            if differentiable and isinstance(st.get("step"), Tensor) and st["step"].requires_grad:
-                raise RuntimeError("`requires_grad` is not supported for `step` in differentiable mode")
+        differentiable, state, params = group.get("differentiable"), self.state, group["params"]
+        gs = list(map(_GRAD, params))  # (map: the common case's loops run in C)
+        if any(map(operator.is_, gs, repeat(None))):
+            params = [p for p, g in zip(params, gs, strict=True) if g is not None]
+            gs = [g for g in gs if g is not None]
+        if not sparse_ok and any(map(_IS_SPARSE, gs)):  # torch's error, at the first sparse gradient
+            for p, g in zip(params, gs, strict=True):
+                if g.is_sparse:
+                    raise RuntimeError(sparse_error or f"{type(self).__name__} does not support sparse gradients")
+                self._init(group, init, p)
+        dicts = list(map(state.__getitem__, params))
+        if not all(dicts):
+            for p, st in zip(params, dicts, strict=True):
+                if not st:
+                    self._init(group, init, p)
+        if differentiable and any(isinstance(st.get("step"), Tensor) and st["step"].requires_grad for st in dicts):
+            raise RuntimeError("`requires_grad` is not supported for `step` in differentiable mode")
         grads = self._unscale(group, self._grads(params, group.get("maximize", False)))
         steps = list(map(dict.__getitem__, dicts, repeat("step"))) if params and "step" in dicts[0] else []
         if not any(map(Tensor.is_complex, params)):  # (map: the loops run in C)
             return params, grads, [list(map(dict.get, dicts, repeat(k))) for k in keys], steps
         states = [[_real(d[k]) if k in d else None for d in dicts] for k in keys]
         return [_real(p) for p in params], [_real(g) for g in grads], states, steps
+
+    def _init(self, group: dict[str, Any], init: Callable[[Tensor, dict[str, Any]], dict[str, Any]], p: Tensor) -> None:
+        """``p``'s lazy state on its first step with a gradient (fused: its device and dtype checked first)."""
+        st = self.state[p]
+        if not st:
+            if group.get("fused"):
+                self._check_fused(p)
+            st.update(init(p, group))
 
     def _unscale(self, group: dict[str, Any], grads: list[Tensor]) -> list[Tensor]:
         """GradScaler's contract for fused optimizers: divide by ``grad_scale`` (the update is
