@@ -77,6 +77,16 @@ def use_grad_for_differentiable(func: Callable[..., Any]) -> Callable[..., Any]:
     return _use_grad
 
 _GRAD, _IS_SPARSE = operator.attrgetter("grad"), operator.attrgetter("is_sparse")
+
+
+def _grads_of(params: Sequence[Tensor]) -> list[Any]:
+    """Each parameter's ``.grad`` (a C-level map eagerly; Dynamo cannot trace ``attrgetter``)."""
+    return [p.grad for p in params] if compiling() else list(map(_GRAD, params))
+
+
+def _any_sparse(grads: Sequence[Tensor]) -> bool:
+    return any(g.is_sparse for g in grads) if compiling() else any(map(_IS_SPARSE, grads))
+
 _FUSED_DEVICES = ("mps", "cuda", "xpu", "hpu", "cpu", "mtia")
 _CAPTURABLE_DEVICES = ("cuda", "xpu", "hpu", "xla")
 
@@ -174,7 +184,7 @@ class Optimizer(torch.optim.Optimizer):
     @staticmethod
     def _grads(params: Sequence[Tensor], maximize: bool) -> list[Tensor]:
         """The gradients to descend on: ``-∇`` when maximizing."""
-        return [-p.grad for p in params] if maximize else list(map(_GRAD, params))  # type: ignore[operator]
+        return [-p.grad for p in params] if maximize else _grads_of(params)  # type: ignore[operator]
 
     # ----------------------------------------------------------------------------------- state
     @staticmethod
@@ -211,16 +221,16 @@ class Optimizer(torch.optim.Optimizer):
         sparse gradient raises torch's RuntimeError unless ``sparse_ok``.
         """
         differentiable, state, params = group.get("differentiable"), self.state, group["params"]
-        gs = list(map(_GRAD, params))  # (map: the common case's loops run in C)
+        gs = _grads_of(params)
         if any(map(operator.is_, gs, repeat(None))):
             params = [p for p, g in zip(params, gs, strict=True) if g is not None]
             gs = [g for g in gs if g is not None]
-        if not sparse_ok and any(map(_IS_SPARSE, gs)):  # torch's error, at the first sparse gradient
+        if not sparse_ok and _any_sparse(gs):  # torch's error, at the first sparse gradient
             for p, g in zip(params, gs, strict=True):
                 if g.is_sparse:
                     raise RuntimeError(sparse_error or f"{type(self).__name__} does not support sparse gradients")
                 self._init(group, init, p)
-        dicts = list(map(state.__getitem__, params))
+        dicts = [state[p] for p in params] if compiling() else list(map(state.__getitem__, params))
         if not all(dicts):
             for p, st in zip(params, dicts, strict=True):
                 if not st:
