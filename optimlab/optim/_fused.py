@@ -98,6 +98,10 @@ _EAGER_FMA = frozenset({"muon_momentum_rule", "muon_update_rule"})
 #: rules whose scalar math on a tensor lr is done in the lr's dtype, as eager's tensor arithmetic
 #: (the others compute it in float64, rounded once)
 _OWN_LR_DTYPE = frozenset({"muon_momentum_rule", "muon_update_rule"})
+#: per-rule Inductor settings. Adafactor: its barriers (:meth:`_Hoist._factors`) are 2-element
+#: reductions, which Inductor unrolls into the loops that read them (undoing the barrier) unless
+#: told not to unroll any (measured on the 12.9M-element embedding: 42.7 -> 26 ms a step)
+_RULE_INDUCTOR: dict[str, dict[str, Any]] = {"adafactor_rule": {"unroll_reductions_threshold": 1}}
 _EAGER_FMA_INDUCTOR = {"cpp.enable_floating_point_contract_flag": "fast", "emulate_precision_casts": True}
 
 #: compiled chunks by (rule, constant hyperparameters, input layout, device)
@@ -218,6 +222,7 @@ class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
                 seen.add(node)
                 hoisted.append(node)
         self._realize(graph, seen)
+        self._factors(graph)
         read: dict[Any, list[torch.fx.Node]] = {}
         for node in hoisted:
             if any(u not in seen and u.op != "output" for u in node.users):
@@ -284,8 +289,39 @@ class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
             for u in loops:
                 u.replace_input_with(node, once)
 
+    @staticmethod
+    def _factors(graph: torch.fx.Graph) -> None:
+        """Computed broadcast factors (Adafactor's updated row and column moments, a size-1 dimension
+        where the element loop reading them has a full one) go through the barrier as well: otherwise
+        Inductor inlines the chain behind them (the moment's ``lerp`` of a norm) into the element loop
+        once per element, or realizes the full-size update instead."""
+        for node in list(graph.nodes):
+            schema = getattr(node.target, "_schema", None)
+            val = node.meta.get("val")
+            if (node.op != "call_function" or schema is None or schema.is_mutable or not isinstance(val, Tensor)
+                    or val.dim() == 0 or 1 not in val.shape):
+                continue
+            size1 = [i for i, d in enumerate(val.shape) if isinstance(d, int) and d == 1]
+
+            def broadcasts(u: torch.fx.Node) -> bool:
+                v = u.meta.get("val")
+                return (u.op == "call_function" and isinstance(v, Tensor) and v.dim() == val.dim()
+                        and any(not (isinstance(v.shape[i], int) and v.shape[i] == 1) for i in size1))
+
+            loops = [u for u in node.users if broadcasts(u)]
+            if not loops:
+                continue
+            with graph.inserting_after(node):
+                row = graph.call_function(torch.ops.aten.unsqueeze.default, (node, 0))
+            with graph.inserting_after(row):
+                pair = graph.call_function(torch.ops.aten.expand.default, (row, [2, *val.shape]))
+            with graph.inserting_after(pair):
+                once = graph.call_function(torch.ops.aten.amax.default, (pair, [0]))
+            for u in loops:
+                u.replace_input_with(node, once)
+
     def uuid(self) -> str:
-        return "optimlab-fused-hoist-6"
+        return "optimlab-fused-hoist-7"
 
 
 def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequence[Tensor] | None,
@@ -399,7 +435,8 @@ def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, devic
             del gm.shape_env  # unpicklable: it would keep the graph out of Inductor's on-disk cache
         with torch._guards.tracing(torch._guards.TracingContext(fakes[0].fake_mode)), \
                 torch._inductor.config.patch(post_grad_custom_post_pass=_Hoist(), **_INDUCTOR,
-                                             **(_EAGER_FMA_INDUCTOR if fn.func.__name__ in _EAGER_FMA else {})):
+                                             **(_EAGER_FMA_INDUCTOR if fn.func.__name__ in _EAGER_FMA else {}),
+                                             **_RULE_INDUCTOR.get(fn.func.__name__, {})):
             return _Direct(compile_fx(gm, fakes))
 
 

@@ -54,7 +54,7 @@ def adafactor_rule(p: Tensor, g: Tensor, row_var: Tensor | None, col_var: Tensor
         # mean of g² over a dimension, as a squared norm (no g²-sized temporary)
         row_var.lerp_(torch.linalg.vector_norm(g, dim=-1, keepdim=True).square_().div_(g.size(-1)), one_minus_beta2)
         col_var.lerp_(torch.linalg.vector_norm(g, dim=-2, keepdim=True).square_().div_(g.size(-2)), one_minus_beta2)
-        var = row_var @ col_var
+        var = row_var * col_var  # the outer product R·C (one product per element: as matmul's, bit for bit)
         var.div_(row_var.mean(dim=-2, keepdim=True).clamp_(min=eps1))
     else:
         assert variance is not None
