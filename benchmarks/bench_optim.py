@@ -25,7 +25,7 @@ import optimlab.optim as oo  # noqa: E402
 def cases() -> list[tuple[str, str]]:
     out = []
     for name, _, _ in optim_suite.ALGOS:
-        out += [(name, p) for p in optim_suite.TORCH_PATHS if p != "torch fused" or name in optim_suite.TORCH_FUSED]
+        out += [(name, p) for p in optim_suite.torch_paths(name)]
         out += [(name, p) for p in optim_suite.OURS_PATHS]
     return out
 
@@ -33,9 +33,10 @@ def cases() -> list[tuple[str, str]]:
 @pytest.mark.parametrize("algo,path", cases(), ids=[f"{a}-{p.replace(' ', '-')}" for a, p in cases()])
 def test_step(benchmark, algo, path):
     kw = dict(next(k for n, k, _ in optim_suite.ALGOS if n == algo))
-    extra = {**optim_suite.TORCH_PATHS, **optim_suite.OURS_PATHS}[path]
+    extra = {**optim_suite.torch_paths(algo), **optim_suite.OURS_PATHS}[path]
     ns = torch.optim if path.startswith("torch") else oo
-    opt = getattr(ns, algo)(optim_suite.make_params(optim_suite.gpt2_mini_shapes(), "cpu"), **kw, **extra)
+    shapes = optim_suite.shapes_for(algo, optim_suite.gpt2_mini_shapes())
+    opt = getattr(ns, algo)(optim_suite.make_params(shapes, "cpu"), **kw, **extra)
     opt.step()  # state (and the fused compile) outside the timed region
     benchmark.group = algo
     benchmark.pedantic(opt.step, rounds=5, iterations=1, warmup_rounds=1)

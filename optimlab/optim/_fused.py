@@ -82,8 +82,10 @@ _NONE_ARGS: dict[str, tuple[str, ...]] = {"asgd_rule": ("eta", "mu")}
 #: rules that reduce over a parameter's dimensions: their tensors keep their shapes (no flattening)
 _SHAPED = frozenset({"adafactor_rule", "muon_update_rule"})
 #: parameters per compiled call where not ``SLOTS``: Adafactor's slot holds four reductions and
-#: compiles ~4x slower (GPT-2-mini set, cold: 10 s with 2 slots, 23 s with 8)
-_SLOTS: dict[str, int] = {"adafactor_rule": 2}
+#: compiles ~4x slower (GPT-2-mini set, cold: 10 s with 2 slots, 23 s with 8). Muon (its 16 hidden
+#: matrices, cold first step): 14.3 s with 8 slots for both rules, 9.6 s with 4, 7.6 s with 2; a call
+#: costs ~15 µs against the Newton–Schulz matmuls' ~2 ms per matrix
+_SLOTS: dict[str, int] = {"adafactor_rule": 2, "muon_momentum_rule": 2, "muon_update_rule": 2}
 #: rules whose 0-d state tensors are computed on in float64 (see :func:`_chunk`)
 _PROMOTE = frozenset({"asgd_rule"})
 #: rules whose ``lerp`` and ``add_(…, alpha=)`` must round as eager's (:class:`_EagerFMA`). Muon: its
