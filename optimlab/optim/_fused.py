@@ -81,11 +81,13 @@ _OVERRIDES: dict[str, dict[str, Any]] = {"nadam_rule": {"tensor_math": True}}
 _NONE_ARGS: dict[str, tuple[str, ...]] = {"asgd_rule": ("eta", "mu")}
 #: rules that reduce over a parameter's dimensions: their tensors keep their shapes (no flattening)
 _SHAPED = frozenset({"adafactor_rule", "muon_update_rule"})
-#: parameters per compiled call where not ``SLOTS``: Adafactor's slot holds four reductions and
-#: compiles ~4x slower (GPT-2-mini set, cold: 10 s with 2 slots, 23 s with 8). Muon (its 16 hidden
-#: matrices, cold first step): 14.3 s with 8 slots for both rules, 9.6 s with 4, 7.6 s with 2; a call
-#: costs ~15 µs against the Newton–Schulz matmuls' ~2 ms per matrix
-_SLOTS: dict[str, int] = {"adafactor_rule": 2, "muon_momentum_rule": 2, "muon_update_rule": 2}
+#: parameters per compiled call where not ``SLOTS``: the rules whose slot compiles slowest. Cold first
+#: step on the GPT-2-mini set (2 cores, empty cache, 2026-12-04): NAdam 10.2 s with 8 slots, 5.2 s
+#: with 2; RAdam 10.6 s / 5.3 s; Adafactor (four reductions per slot) 10.6 s with 2, 7.6 s with 1;
+#: Muon (its 16 hidden matrices) 14.3 s with 8 for both rules, 7.6 s with 2. A call costs ~12 µs:
+#: the steps measured no slower (NAdam 13.9 vs 14.1 ms, RAdam 13.9 vs 14.0, Adafactor 32.6 vs 34.1)
+_SLOTS: dict[str, int] = {"adafactor_rule": 1, "muon_momentum_rule": 2, "muon_update_rule": 2,
+                          "nadam_rule": 2, "radam_rule": 2}
 #: rules whose 0-d state tensors are computed on in float64 (see :func:`_chunk`)
 _PROMOTE = frozenset({"asgd_rule"})
 #: rules whose ``lerp`` and ``add_(…, alpha=)`` must round as eager's (:class:`_EagerFMA`). Muon: its
