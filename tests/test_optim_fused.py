@@ -286,3 +286,26 @@ def test_step_is_an_in_place_update_for_autograd():
     assert all(k.call is not None for k in _fused._kernels.values() if isinstance(k, _fused._Direct))
     if p.is_cpu:  # from the second step on, each chunk's C++ kernel is called from its argument list
         assert all(isinstance(c[3], _fused._Bound) for plan in _fused._plans[opt].values() for c in plan.calls)
+
+
+@pytest.mark.parametrize("name,kw", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_steady_steps_reuse_the_plan_and_read_nothing_on_the_host(name, kw, monkeypatch):
+    """After the first step a fused step neither rebuilds its plan (a per-step Python value among the
+    rule's lists, as ASGD's η and μ read with ``.item()`` once were, rebuilds it at every step) nor reads
+    a tensor on the host (``.item()``: a device sync each on a GPU)."""
+    a = _params()
+    opt = getattr(oo, name)(a, **kw, fused=True)
+    for t in range(2):
+        for p, g in zip(a, _grads(t, a), strict=True):
+            p.grad = g
+        opt.step()
+    builds, items = [], []
+    build, item = _fused._build, torch.Tensor.item
+    monkeypatch.setattr(_fused, "_build", lambda *args: builds.append(1) or build(*args))
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: items.append(1) or item(self))
+    for t in range(2, 5):
+        for p, g in zip(a, _grads(t, a), strict=True):
+            p.grad = g
+        opt.step()
+    monkeypatch.undo()
+    assert (len(builds), len(items)) == (0, 0)

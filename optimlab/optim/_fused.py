@@ -633,10 +633,17 @@ def _warn_once(device: str, err: BaseException) -> None:
                       RuntimeWarning, stacklevel=4)
 
 
-def _eager(rule: Callable[..., Any], items: list[Any], step_pos: int, hyper: dict[str, Any], steps: Tensor | None,
-           scale: Tensor | None, found_inf: Tensor | None) -> None:
-    """One parameter by the unfused rule: its counter advanced, GradScaler's contract kept (the host
-    reads ``found_inf``; on inf/NaN nothing changes, the counter included)."""
+def _eager(rule: Callable[..., Any], items: list[Any], step_pos: int, hyper: dict[str, Any],
+           call_hyper: dict[str, Any], steps: Tensor | None, scale: Tensor | None, found_inf: Tensor | None,
+           lr: Tensor | None) -> None:
+    """One parameter that the chunks cannot take, by the chunks' own body (:func:`_chunk`) run eagerly:
+    the same formulas, and no host reads (the counter advanced, GradScaler's unscale and skip kept, on
+    the device). A sparse gradient goes to the unfused rule instead (the host reads ``found_inf``; on
+    inf/NaN nothing changes, the counter included)."""
+    if not items[1].is_sparse:
+        fn = functools.partial(rule, **{k: _key_value(v) for k, v in call_hyper.items()})
+        _chunk(fn, [[x] for x in items], None if steps is None else [steps], step_pos, scale, found_inf, lr)
+        return
     if found_inf is not None and float(found_inf) != 0.0:
         return
     if steps is not None:
@@ -840,8 +847,8 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
         if bound is None and getattr(kernel, "call", None) is not None:  # after its first call: bind once
             chunk[3] = kernel.bind(args) or False
     for i in plan.rest:
-        _eager(rule, [x[i] for x in lists], step_pos, hyper, None if plan.steps is None else plan.steps[i],
-               scale, found_inf)
+        _eager(rule, [x[i] for x in lists], step_pos, hyper, call_hyper, None if plan.steps is None else plan.steps[i],
+               scale, found_inf, lr)
 
 
 def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], call_hyper: dict[str, Any],

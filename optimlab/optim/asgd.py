@@ -99,7 +99,8 @@ class ASGD(Optimizer):
             params, grads, (ax, etas, mus), steps = self._collect(group, self._init_state, ("ax", "eta", "mu"))
             if not params:
                 continue
-            cap = group["capturable"] or compiling()  # compiled: no host reads of η, μ, t
+            # compiled (outer or fused): no host reads of η, μ, t (a device sync each on a GPU)
+            cap = group["capturable"] or compiling() or _fused.active(group, params)
             step = self._count(group, steps, cap)
             eta = [None] * len(params) if cap else [t.item() for t in etas]
             mu = [None] * len(params) if cap else [t.item() for t in mus]

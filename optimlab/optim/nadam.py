@@ -108,7 +108,7 @@ class NAdam(Optimizer):
             tensor_math = group["capturable"] or group["differentiable"] or compiling()
             step = self._count(group, steps, group["capturable"])
             self._apply(nadam_rule, group, [params, grads, m, v, prods, step],
-                        bucket_by=None if tensor_math else [t.item() for t in prods],
+                        bucket_by=None if tensor_math or _fused.active(group, params) else [t.item() for t in prods],
                         lr=self._lr(group, tensor_math), beta1=beta1, beta2=beta2, eps=group["eps"],
                         weight_decay=group["weight_decay"], momentum_decay=group["momentum_decay"],
                         decoupled=group["decoupled_weight_decay"], tensor_math=tensor_math)
