@@ -229,3 +229,42 @@ def test_fuzz_slice_passes(name):
     comp = next(c for c in catalog.components() if c.name == name)
     rep = fuzz.fuzz(comp, examples=10, steps=5)
     assert rep.passed, rep.reproducer()
+
+
+class LrOffFusedAdadelta(optim.Adadelta):
+    """Fused Adadelta whose learning rate is 0.1% too large."""
+
+    def step(self, closure=None):
+        for g in self.param_groups:
+            g["lr"] *= 1.001
+        try:
+            return super().step(closure)
+        finally:
+            for g in self.param_groups:
+                g["lr"] /= 1.001
+
+
+def test_fused_accuracy_mode_still_catches_a_planted_error():
+    """Fused float32 cases also run torch's for-loop in float64 (accuracy mode): that excuses rounding, not
+    a wrong lr."""
+    comp = catalog.get("optim", "Adadelta")
+    case = comp.case("maximize-wd/fused")
+    assert parity.run_case(comp, case, torch.float32).passed
+    res = parity.run_case(comp, case, torch.float32, ours_cls=LrOffFusedAdadelta)
+    assert not res.passed and res.first_bad_step == 1
+
+
+def test_fused_accuracy_mode_passes_the_more_accurate_result_only():
+    """Against torch's float32 value ``ref`` (off the float64 one by ``e``), a value outside the fused tolerance
+    passes when it is at most 3 x ``e`` from the float64 value, and fails when further."""
+    from optimlab.parity.optim import _tensors
+    from optimlab.parity.tolerances import FUSED
+
+    exact = torch.linspace(1.0, 2.0, 50, dtype=torch.float64)
+    ref = (exact * (1 + 1e-4)).float()  # torch's float32 run, 1e-4 off (far outside rtol 2e-5)
+    closer = exact.float()
+    further = (exact * (1 - 4e-4)).float()
+    tol = FUSED[torch.float32]
+    assert not _tensors(closer, ref, "x", False, tol).ok  # the elementwise tolerance alone refuses it
+    assert _tensors(closer, ref, "x", False, tol, exact).ok
+    assert not _tensors(further, ref, "x", False, tol, exact).ok

@@ -9,6 +9,7 @@ compared for SGD/Adam/AdamW/Adagrad by the parity catalogue's fused cases.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import pytest
@@ -309,3 +310,19 @@ def test_steady_steps_reuse_the_plan_and_read_nothing_on_the_host(name, kw, monk
         opt.step()
     monkeypatch.undo()
     assert (len(builds), len(items)) == (0, 0)
+
+
+def _size_dependent_rule(p, g):
+    """A rule whose trace branches on a size: compiled from the example, it would be wrong for others."""
+    if p.numel() % 16 == 0:
+        p.sub_(g)
+    else:
+        p.add_(g)
+
+
+def test_a_trace_that_depends_on_the_sizes_is_refused():
+    """The chunk graphs are called with no guards, so a trace with any (here ``numel % 16 == 0``) must not
+    be compiled: ``_compile`` raises, which :func:`_fused.apply` turns into the warned unfused fallback."""
+    spec = (((torch.float32, 1), (torch.float32, 1)), None, False, False, None, 2)
+    with pytest.raises(RuntimeError, match="depends on the sizes"):
+        _fused._compile(functools.partial(_size_dependent_rule), spec, -1, torch.device("cpu"))

@@ -411,6 +411,15 @@ def _example_shape(kind: tuple[Any, Any], slot: int, param_form: Any) -> tuple[i
     return tuple(1 if d < 0 else base + 17 * slot + 3 * d for d in form)
 
 
+def _check_guards(fn: Callable[..., Any], shape_env: Any) -> None:
+    """The chunk graph is called without guards, so it must hold for every size: a rule whose trace
+    branched on a size (a guard such as ``s0 % 16 == 0``, true only of the example) is refused here,
+    and ``fused=True`` falls back to the unfused path (warning once) instead of computing wrong values."""
+    guards = [str(g.expr) for g in getattr(shape_env, "guards", ())]
+    if guards:
+        raise RuntimeError(f"{fn.func.__name__}: its traced update depends on the sizes ({', '.join(guards[:3])})")
+
+
 def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, device: torch.device) -> Callable[..., Any]:
     """``_chunk(fn, …)`` over flat tensor inputs (laid out by ``spec``): traced once by ``make_fx`` with
     symbolic sizes and compiled by Inductor. The result is called directly, with no Dynamo frame or
@@ -436,6 +445,7 @@ def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, devic
         gm = make_fx(flat_body, tracing_mode="symbolic")(*example)
         fakes = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
         if hasattr(gm, "shape_env"):
+            _check_guards(fn, gm.shape_env)
             del gm.shape_env  # unpicklable: it would keep the graph out of Inductor's on-disk cache
         with torch._guards.tracing(torch._guards.TracingContext(fakes[0].fake_mode)), \
                 torch._inductor.config.patch(post_grad_custom_post_pass=_Hoist(), **_INDUCTOR,

@@ -64,11 +64,11 @@ def tensors(ours: torch.Tensor, ref: torch.Tensor, what: str, bitwise: bool = Fa
     return Diff(max_abs, max_rel, ok, "" if ok else f"{what}: max abs {max_abs:.3g}, max rel {max_rel:.3g}")
 
 
-def accuracy(ours: torch.Tensor, ref: torch.Tensor, ref64: torch.Tensor, what: str) -> Diff:
-    """:func:`tensors`, or, where that fails, accuracy mode (see :mod:`.tolerances`): the same NaN and inf
-    positions as ``ref`` and ``max|ours - ref64| <= ACCURACY_FACTOR * max|ref - ref64| + atol`` over the
-    finite values, ``ref64`` being torch's float64 evaluation."""
-    diff = tensors(ours, ref, what)
+def accuracy(ours: torch.Tensor, ref: torch.Tensor, ref64: torch.Tensor, what: str, tol: Tol | None = None) -> Diff:
+    """:func:`tensors` (under ``tol``), or, where that fails, accuracy mode (see :mod:`.tolerances`): the same
+    NaN and inf positions as ``ref`` and ``max|ours - ref64| <= ACCURACY_FACTOR * max|ref - ref64| + atol``
+    over the finite values, ``ref64`` being torch's float64 evaluation."""
+    diff = tensors(ours, ref, what, tol=tol)
     structural = ours.shape != ref.shape or ours.dtype != ref.dtype or not math.isfinite(diff.max_abs)
     if diff.ok or structural or ref64.shape != ref.shape:
         return diff  # in tolerance, or a difference no accuracy can excuse (shape, dtype, NaN/inf positions)
