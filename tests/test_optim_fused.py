@@ -361,3 +361,16 @@ def test_torch_checkpoint_sets_fused_where_torch_has_it():
     ours.load_state_dict(torch.optim.Adam(p).state_dict())
     theirs.load_state_dict(torch.optim.Adam(p).state_dict())
     assert ours.param_groups[0]["fused"] is theirs.param_groups[0]["fused"] is None
+
+
+def test_sgd_first_momentum_step_compiles_nothing(monkeypatch):
+    """SGD's first momentum step (buffers seeded with the gradient) happens once per parameter: it runs
+    the chunks' body eagerly instead of compiling a graph for it, and stays in lockstep with torch."""
+    compiled = []
+    compile_ = _fused._compile
+    monkeypatch.setattr(_fused, "_compile", lambda fn, *a: compiled.append(fn.keywords["first"]) or compile_(fn, *a))
+    monkeypatch.setattr(_fused, "_kernels", {})
+    seen = []
+    _lockstep("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.1}, steps=3,
+              each_step=lambda t, ours, ref: seen.append(list(compiled)))
+    assert seen == [[], [False], [False]]
