@@ -9,7 +9,6 @@ compared for SGD/Adam/AdamW/Adagrad by the parity catalogue's fused cases.
 
 from __future__ import annotations
 
-import copy
 import functools
 import warnings
 
@@ -327,40 +326,6 @@ def test_a_trace_that_depends_on_the_sizes_is_refused():
     spec = (((torch.float32, 1), (torch.float32, 1)), None, False, False, None, 2)
     with pytest.raises(RuntimeError, match="depends on the sizes"):
         _fused._compile(functools.partial(_size_dependent_rule), spec, -1, torch.device("cpu"))
-
-
-@pytest.mark.parametrize("name,kw", [c for c in CONFIGS if c[0] not in ("SGD", "Adam", "AdamW", "Adagrad")],
-                         ids=[c[0] for c in CONFIGS if c[0] not in ("SGD", "Adam", "AdamW", "Adagrad")])
-def test_torch_checkpoint_keeps_our_fused_flag(name, kw):
-    """torch's checkpoints of optimizers without a fused variant carry no ``fused`` key: loading one into
-    ``fused=True`` keeps it fused (the next step runs compiled) and in lockstep with torch's run."""
-    a, b = _params(), _params()
-    ref = getattr(torch.optim, name)(b, **kw, foreach=False)
-    for q, g in zip(b, _grads(0, b), strict=True):
-        q.grad = g
-    ref.step()
-    with torch.no_grad():
-        for p, q in zip(a, b, strict=True):
-            p.copy_(q)
-    ours = getattr(oo, name)(a, **kw, fused=True)
-    ours.load_state_dict(copy.deepcopy(ref.state_dict()))  # (a loaded state aliases the source's tensors)
-    assert ours.param_groups[0]["fused"] is True
-    for p, q, g in zip(a, b, _grads(1, a), strict=True):
-        p.grad, q.grad = g.clone(), g.clone()
-    ours.step()
-    ref.step()
-    assert ours in _fused._plans
-    for p, q in zip(a, b, strict=True):
-        assert _close(p.detach(), q.detach())
-
-
-def test_torch_checkpoint_sets_fused_where_torch_has_it():
-    """Where torch's class has ``fused``, its checkpoint's value wins, as in torch (Adam: None)."""
-    p = [torch.nn.Parameter(torch.randn(3))]
-    ours, theirs = oo.Adam(p, fused=True), torch.optim.Adam(p, fused=True)
-    ours.load_state_dict(torch.optim.Adam(p).state_dict())
-    theirs.load_state_dict(torch.optim.Adam(p).state_dict())
-    assert ours.param_groups[0]["fused"] is theirs.param_groups[0]["fused"] is None
 
 
 def test_sgd_first_momentum_step_compiles_nothing(monkeypatch):

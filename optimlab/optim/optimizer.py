@@ -154,15 +154,6 @@ class Optimizer(torch.optim.Optimizer):
         if self._scalar_state is not None:
             self._fix_steps(*self._scalar_state)
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch's. Where torch's class has no ``fused`` flag (optimlab's extension: ASGD, RMSprop, …)
-        torch's checkpoints do not carry it, and a group loaded without it keeps this optimizer's."""
-        kept = [group.get("fused") for group in self.param_groups]
-        super().load_state_dict(state_dict)
-        for group, fused in zip(self.param_groups, kept, strict=False):
-            if fused is not None and "fused" not in group:
-                group["fused"] = fused
-
     @staticmethod
     def _scalar(x: Any) -> Any:
         """A Python number from a 1-element tensor hyperparameter, unless it needs grad or the step is
