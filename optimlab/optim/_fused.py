@@ -107,10 +107,6 @@ _EAGER_FMA = frozenset({"muon_momentum_rule", "muon_update_rule"})
 #: rules whose scalar math on a tensor lr is done in the lr's dtype, as eager's tensor arithmetic
 #: (the others compute it in float64, rounded once)
 _OWN_LR_DTYPE = frozenset({"muon_momentum_rule", "muon_update_rule"})
-#: per-rule Inductor settings. Adafactor: its barriers (:meth:`_Hoist._factors`) are 2-element
-#: reductions, which Inductor unrolls into the loops that read them (undoing the barrier) unless
-#: told not to unroll any (measured on the 12.9M-element embedding: 42.7 -> 26 ms a step)
-_RULE_INDUCTOR: dict[str, dict[str, Any]] = {"adafactor_rule": {"unroll_reductions_threshold": 1}}
 _EAGER_FMA_INDUCTOR = {"cpp.enable_floating_point_contract_flag": "fast", "emulate_precision_casts": True}
 
 #: compiled chunks by (rule, constant hyperparameters, input layout, device)
@@ -122,7 +118,12 @@ _kernels: dict[tuple[Any, ...], Callable[..., Any]] = {}
 #: compiler then cannot build for them, the compile fails and fused=True falls back (warning once).
 #: ``force_pointwise_cat``: :class:`_Hoist`'s row of scalars is one small loop writing one buffer; Inductor's
 #: CPU default (a copy into a view per value) costs a ``reinterpret_tensor`` per value per call.
-_INDUCTOR: dict[str, Any] = {"size_asserts": False, "cpp.vec_isa_ok": True, "force_pointwise_cat": True}
+#: ``unroll_reductions_threshold``: the barriers (:class:`_Hoist`) are 2-element reductions, which Inductor
+#: otherwise unrolls into every loop that reads them, undoing the barrier: each element loop but the first
+#: of a chunk recomputed the row's selection chain per vector (SGD's chunk: 3,000 lines of C++, 900
+#: without), and Adafactor's factors their ``lerp`` of a norm (its embedding: 42.7 -> 26 ms a step)
+_INDUCTOR: dict[str, Any] = {"size_asserts": False, "cpp.vec_isa_ok": True, "force_pointwise_cat": True,
+                            "unroll_reductions_threshold": 1}
 _failed: set[str] = set()
 _warned: set[str] = set()
 _dummies: dict[tuple[Any, ...], list[Tensor]] = {}
@@ -454,8 +455,7 @@ def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, devic
             del gm.shape_env  # unpicklable: it would keep the graph out of Inductor's on-disk cache
         with torch._guards.tracing(torch._guards.TracingContext(fakes[0].fake_mode)), \
                 torch._inductor.config.patch(post_grad_custom_post_pass=_Hoist(), **_INDUCTOR,
-                                             **(_EAGER_FMA_INDUCTOR if fn.func.__name__ in _EAGER_FMA else {}),
-                                             **_RULE_INDUCTOR.get(fn.func.__name__, {})):
+                                             **(_EAGER_FMA_INDUCTOR if fn.func.__name__ in _EAGER_FMA else {})):
             return _Direct(compile_fx(gm, fakes))
 
 
