@@ -122,7 +122,9 @@ def _sync(device: str) -> Callable[[], None]:
 
 def run(device: str = "cpu", rounds: int = 15, warmup: int = 3, algos: list[str] | None = None,
         progress: Any = None, shapes: list[tuple[int, ...]] | None = None) -> list[Row]:
-    """Time every optimizer's paths and floor, interleaved, one optimizer at a time (memory)."""
+    """Time every optimizer's paths and floor, interleaved, one optimizer at a time (memory); the order
+    of the paths rotates by one each round (a fixed order gave each path the same predecessor, whose
+    cache and allocator state it inherited every round)."""
     sync = _sync(device)
     shapes = gpt2_mini_shapes() if shapes is None else shapes
     rows = []
@@ -148,8 +150,10 @@ def run(device: str = "cpu", rounds: int = 15, warmup: int = 3, algos: list[str]
             row.first[path] = time.perf_counter() - t0
             for _ in range(warmup - 1):
                 opt.step()
+        order: list[tuple[str, Any]] = [*opts.items(), ("floor", None)]
         for r in range(rounds + 1):
-            for path, opt in [*opts.items(), ("floor", None)]:
+            k = r % len(order)  # each round starts one path later: no path always follows the same one
+            for path, opt in order[k:] + order[:k]:
                 sync()
                 t0 = time.perf_counter()
                 if opt is None:
