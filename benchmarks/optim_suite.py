@@ -51,6 +51,10 @@ TORCH_LOOP_ONLY = {"Muon"}
 TORCH_PATHS = {"torch for-loop": {"foreach": False}, "torch foreach": {"foreach": True},
                "torch fused": {"fused": True}}
 OURS_PATHS = {"optimlab default": {}, "optimlab fused": {"fused": True}}
+#: a second ``fused=True`` optimizer on its own copy of the set, timed like the others: the A/A ratio
+#: (twin / fused) shows how far two identical steps differ within the run (where their buffers landed
+#: in memory, mostly), the resolution of every other ratio
+TWIN = "optimlab fused (twin)"
 
 
 def torch_paths(name: str) -> dict[str, dict[str, Any]]:
@@ -137,7 +141,7 @@ def run(device: str = "cpu", rounds: int = 15, warmup: int = 3, algos: list[str]
         opts: dict[str, torch.optim.Optimizer] = {}
         for path, extra in torch_paths(name).items():
             opts[path] = getattr(torch.optim, name)(make_params(own, device), **kw, **extra)
-        for path, extra in OURS_PATHS.items():
+        for path, extra in {**OURS_PATHS, TWIN: OURS_PATHS["optimlab fused"]}.items():
             opts[path] = getattr(oo, name)(make_params(own, device), **kw, **extra)
         # the floor: x += a*y streams 3 buffers; sized so that it moves the bytes of this update
         m = max(1, n * row.streams // 3)
@@ -201,13 +205,14 @@ def table_rows(rows: list[Row]) -> list[list[str]]:
         cells.append(f"{row.paired('optimlab fused', best):.2f}")
         cells.append(f"{row.paired('optimlab fused'):.2f}")
         cells.append(f"{row.paired(best):.2f}")
+        cells.append(f"{row.paired(TWIN, 'optimlab fused'):.2f}")
         cells.append(f"{row.first['optimlab fused']:.1f}")
         out.append(cells)
     return out
 
 
 HEADER = ["optimizer", *[f"{p} ms" for p in PATH_ORDER], "floor ms", "torch best", "optimlab fused / torch best",
-          "optimlab fused / floor", "torch best / floor", "fused first step s"]
+          "optimlab fused / floor", "torch best / floor", "A/A: fused twin / fused", "fused first step s"]
 
 
 def write_results(rows: list[Row], device: str, path: Path = HERE / "RESULTS.md",
@@ -227,6 +232,9 @@ def write_results(rows: list[Row], device: str, path: Path = HERE / "RESULTS.md"
         "first `step()` of `fused=True` in this process (compile, or load from the on-disk cache). Muon runs on",
         "the set's 16 hidden weight matrices (3.15M elements; torch's Muon has one path, its for-loop); its floor",
         "counts the elementwise streams only, while its step is dominated by the bfloat16 Newton–Schulz matmuls.",
+        "The order of the paths rotates by one each round. \"A/A\" times a second, identical `fused=True`",
+        "optimizer on its own copy of the set: how far two identical steps differ in this run (where their",
+        "buffers landed in memory, mostly), the resolution of the other ratios.",
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
