@@ -15,7 +15,7 @@ assumes ``lp`` comes from ``log_softmax``, as torch's kernel does), 0 for ``t â‰
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -87,7 +87,7 @@ def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequenc
     length-dependent shapes cannot be one graph in torch either); traced, its host-side length checks and
     the per-frame loop would break the graph many times and take a minute to compile on a small CPU."""
     if torch.compiler.is_compiling():
-        return _ctc_loss_untraced(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
+        return _untraced()(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
     return _ctc_loss(log_probs, targets, input_lengths, target_lengths, blank, reduction, zero_infinity)
 
 
@@ -124,7 +124,15 @@ def _ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequen
     return R.reduce(nll if batched else nll.squeeze(0), reduction)
 
 
-_ctc_loss_untraced = torch.compiler.disable(_ctc_loss)  # Dynamo's graph break; eager calls skip the wrapper
+_UNTRACED: list[Callable[..., Tensor]] = []
+
+
+def _untraced() -> Callable[..., Tensor]:
+    """``torch.compiler.disable(_ctc_loss)`` (Dynamo's graph break; eager calls skip it), made on first use:
+    making it imports ``torch._dynamo``, which ``import optimlab`` must not."""
+    if not _UNTRACED:
+        _UNTRACED.append(torch.compiler.disable(_ctc_loss))
+    return _UNTRACED[0]
 
 
 def _extended(padded: Tensor, blank: int) -> Tensor:
