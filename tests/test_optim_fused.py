@@ -9,7 +9,6 @@ compared for SGD/Adam/AdamW/Adagrad by the parity catalogue's fused cases.
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import pytest
@@ -79,7 +78,8 @@ def test_fused_matches_torch_for_loop(name, kw):
         warnings.simplefilter("error", RuntimeWarning)  # a fallback warning would mean nothing was compiled
         _lockstep(name, kw)
     assert _fused._failed == before
-    assert any(key[0] == f"{name.lower().removesuffix('w')}_rule" for key in _fused._kernels) or name == "AdamW"
+    rule = f"{name.lower().removesuffix('w')}_rule"
+    assert any(key[0].__name__ == rule for key in _fused._kernels) or name == "AdamW"
 
 
 def test_no_recompile_for_lr_schedule_new_group_and_checkpoint():
@@ -284,7 +284,7 @@ def test_step_is_an_in_place_update_for_autograd():
         assert p._version > before and opt.state[p]["exp_avg"]._version > 0
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
             y.backward()
-    assert all(k.call is not None for k in _fused._kernels.values() if isinstance(k, _fused._Direct))
+    assert all(k.call is not None for variants in _fused._kernels.values() for _, k in variants)
     if p.is_cpu:  # from the second step on, each chunk's C++ kernel is called from its argument list
         assert all(isinstance(c[3], _fused._Bound) for plan in _fused._plans[opt].values() for c in plan.calls)
 
@@ -323,9 +323,9 @@ def _size_dependent_rule(p, g):
 def test_a_trace_that_depends_on_the_sizes_is_refused():
     """The chunk graphs are called with no guards, so a trace with any (here ``numel % 16 == 0``) must not
     be compiled: ``_compile`` raises, which :func:`_fused.apply` turns into the warned unfused fallback."""
-    spec = (((torch.float32, 1), (torch.float32, 1)), None, False, False, None, 2)
+    spec = (((torch.float32, 1), (torch.float32, 1)), None, False, False, None, 2, ())
     with pytest.raises(RuntimeError, match="depends on the sizes"):
-        _fused._compile(functools.partial(_size_dependent_rule), spec, -1, torch.device("cpu"))
+        _fused._compile(_size_dependent_rule, {}, {}, spec, -1, torch.device("cpu"))
 
 
 def test_sgd_first_momentum_step_compiles_nothing(monkeypatch):
@@ -333,7 +333,8 @@ def test_sgd_first_momentum_step_compiles_nothing(monkeypatch):
     the chunks' body eagerly instead of compiling a graph for it, and stays in lockstep with torch."""
     compiled = []
     compile_ = _fused._compile
-    monkeypatch.setattr(_fused, "_compile", lambda fn, *a: compiled.append(fn.keywords["first"]) or compile_(fn, *a))
+    monkeypatch.setattr(_fused, "_compile", lambda rule, consts, *a: compiled.append(consts["first"])
+                        or compile_(rule, consts, *a))
     monkeypatch.setattr(_fused, "_kernels", {})
     seen = []
     _lockstep("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.1}, steps=3,

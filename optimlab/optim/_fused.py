@@ -66,64 +66,39 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _compat
 from ._many import PLAIN
+from ._rule import RuleSpec, spec_of
 
 __all__ = ["SLOTS", "active", "apply"]
 
-#: parameters per compiled call
+#: parameters per compiled call (where the rule's :class:`~._rule.RuleSpec` does not say otherwise)
 SLOTS = int(os.environ.get("OPTIMLAB_FUSED_SLOTS", "8"))
 #: elements per traced slot: the compiler's size hint
 HINT = 1 << 20
 _DEVICES = ("cpu", "cuda")
-#: per-rule keyword overrides selecting the rule's on-device (capturable) formulas
-_OVERRIDES: dict[str, dict[str, Any]] = {"nadam_rule": {"tensor_math": True}}
-#: per-parameter scalar arguments that the fused call passes as None (capturable branch)
-_NONE_ARGS: dict[str, tuple[str, ...]] = {"asgd_rule": ("eta", "mu")}
-#: rules that reduce over a parameter's dimensions: their tensors keep their shapes (no flattening)
-_SHAPED = frozenset({"adafactor_rule", "muon_update_rule"})
-#: parameters per compiled call where not ``SLOTS``: the rules whose slot compiles slowest. Cold first
-#: step on the GPT-2-mini set (2 cores, empty cache, 2026-12-04): NAdam 10.2 s with 8 slots, 5.2 s
-#: with 2; RAdam 10.6 s / 5.3 s; Adafactor (four reductions per slot) 10.6 s with 2, 7.6 s with 1;
-#: Muon (its 16 hidden matrices) 14.3 s with 8 for both rules, 7.6 s with 2. A call costs ~12 µs:
-#: the steps measured no slower (NAdam 13.9 vs 14.1 ms, RAdam 13.9 vs 14.0, Adafactor 32.6 vs 34.1)
-_SLOTS: dict[str, int] = {"adafactor_rule": 1, "muon_momentum_rule": 2, "muon_update_rule": 2,
-                          "nadam_rule": 2, "radam_rule": 2}
-#: constants of a rule's calls that run once per parameter in an optimizer's life (SGD's first momentum
-#: step, which seeds the buffer with the gradient): such a call runs the chunks' body eagerly
-#: (:func:`_eager`) instead of compiling a graph for one step. Cold, the GPT-2-mini set's first two SGD
-#: steps compiled two graphs, 5.7 s + 3.0 s (2 cores, 2026-12-06); now one.
-_ONCE: dict[str, dict[str, Any]] = {"sgd_rule": {"first": True}}
-#: rules whose 0-d state tensors are computed on in float64 (see :func:`_chunk`)
-_PROMOTE = frozenset({"asgd_rule"})
-#: rules whose ``lerp`` and ``add_(…, alpha=)`` must round as eager's (:class:`_EagerFMA`). Muon: its
-#: momentum feeds a bfloat16 rounding (the Newton–Schulz input), where one float32 ulp of difference
-#: flips a bfloat16 ulp (2^-8) now and then; with real gradients an ulp in the parameters does the
-#: same a step later (measured: past the fused float32 row within 10 steps either way). Their
-#: kernels are compiled with ``-ffp-contract=fast`` (the C++ compiler forms the FMAs) and round every
-#: bfloat16/float16 intermediate as eager does (``emulate_precision_casts``). (An earlier version
-#: computed each FMA exactly in float64 instead: bit for bit as well, but Inductor's float32↔float64
-#: vector conversions made the kernels 3-6x slower than eager's ops.)
-_EAGER_FMA = frozenset({"muon_momentum_rule", "muon_update_rule"})
-#: rules whose scalar math on a tensor lr is done in the lr's dtype, as eager's tensor arithmetic
-#: (the others compute it in float64, rounded once)
-_OWN_LR_DTYPE = frozenset({"muon_momentum_rule", "muon_update_rule"})
+#: Inductor settings of the rules whose product-sums round as eager's (:class:`_EagerFMA`): the C++ compiler
+#: forms the FMAs, and bfloat16/float16 intermediates round as eager does
 _EAGER_FMA_INDUCTOR = {"cpp.enable_floating_point_contract_flag": "fast", "emulate_precision_casts": True}
-
-#: compiled chunks by (rule, constant hyperparameters, input layout, device)
-_kernels: dict[tuple[Any, ...], Callable[..., Any]] = {}
-#: Inductor settings for the chunks. ``size_asserts``: no per-input size/stride check at each call
-#: (:func:`_layout` admits only contiguous tensors of their parameter's size, passed flat), ~15 µs a
-#: call. ``cpp.vec_isa_ok``: take the vector ISAs that /proc/cpuinfo lists instead of building and
-#: loading a probe program per ISA (~8 s on a fresh cache, ~1.4 s per process after); if the
-#: compiler then cannot build for them, the compile fails and fused=True falls back (warning once).
-#: ``force_pointwise_cat``: :class:`_Hoist`'s row of scalars is one small loop writing one buffer; Inductor's
-#: CPU default (a copy into a view per value) costs a ``reinterpret_tensor`` per value per call.
-#: ``unroll_reductions_threshold``: the barriers (:class:`_Hoist`) are 2-element reductions, which Inductor
-#: otherwise unrolls into every loop that reads them, undoing the barrier: each element loop but the first
-#: of a chunk recomputed the row's selection chain per vector (SGD's chunk: 3,000 lines of C++, 900
-#: without), and Adafactor's factors their ``lerp`` of a norm (its embedding: 42.7 -> 26 ms a step)
-_INDUCTOR: dict[str, Any] = {"size_asserts": False, "cpp.vec_isa_ok": True, "force_pointwise_cat": True,
-                            "unroll_reductions_threshold": 1}
+#: compiled chunks of each (rule, code-selecting constants, input layout, device): a list of
+#: (guards on the runtime hyperparameters, kernel), at most :data:`VARIANTS` per key
+_kernels: dict[tuple[Any, ...], list[tuple[tuple[Any, ...], Any]]] = {}
+#: kernels per key before a group stops compiling (a hyperparameter that selects code and keeps changing)
+VARIANTS = 4
+#: Inductor settings for the chunks, tried in order until one passes the probe (:func:`_compile`).
+#: ``size_asserts``: no per-input size/stride check at each call (:func:`_layout` admits only contiguous
+#: tensors of their parameter's size, passed flat), ~15 µs a call; some releases bind the size symbols only
+#: in those checks (torch 2.14: ``NameError`` at the first call), hence the second entry.
+#: ``cpp.vec_isa_ok``: take the vector ISAs that /proc/cpuinfo lists instead of building and loading a probe
+#: program per ISA (~8 s on a fresh cache); if the compiler then cannot build for them, the compile fails and
+#: the next entry (or the unfused path) is used. ``force_pointwise_cat``: :class:`_Hoist`'s row of scalars is
+#: one small loop writing one buffer. ``unroll_reductions_threshold``: the barriers (:class:`_Hoist`) are
+#: 2-element reductions, which Inductor otherwise unrolls into every loop that reads them, undoing the barrier
+_LADDER: tuple[dict[str, Any], ...] = (
+    {"size_asserts": False, "cpp.vec_isa_ok": True, "force_pointwise_cat": True, "unroll_reductions_threshold": 1},
+    {"size_asserts": True, "cpp.vec_isa_ok": True, "force_pointwise_cat": True, "unroll_reductions_threshold": 1},
+    {"size_asserts": True, "force_pointwise_cat": True, "unroll_reductions_threshold": 1},
+)
 _failed: set[str] = set()
 _warned: set[str] = set()
 _dummies: dict[tuple[Any, ...], list[Tensor]] = {}
@@ -182,9 +157,9 @@ class _EagerFMA(torch.overrides.TorchFunctionMode):
         kwargs = kwargs or {}
         if func is Tensor.add_ and set(kwargs) == {"alpha"} and len(args) == 2 and isinstance(args[1], Tensor) \
                 and torch.result_type(*args) != torch.float64 and args[0].is_floating_point() \
-                and (isinstance(kwargs["alpha"], Tensor) or args[0].dtype == torch.float32):
+                and (isinstance(kwargs["alpha"], (Tensor, Knob)) or args[0].dtype == torch.float32):
             x, y = args
-            a = kwargs["alpha"]
+            a = _unknob(kwargs["alpha"])
             a = a.to(x.dtype).float() if isinstance(a, Tensor) else _round32(a)
             if x.dtype != torch.float32 and not y.is_contiguous():
                 return x.copy_(x.float() + (y.float() * a).to(x.dtype).float())
@@ -193,13 +168,19 @@ class _EagerFMA(torch.overrides.TorchFunctionMode):
                 and args[1].dim() == 0 and args[0].dtype in (torch.bfloat16, torch.float16):
             return args[0].copy_(args[0].float() * args[1].float())
         if func not in (Tensor.lerp, Tensor.lerp_, torch.lerp) or kwargs or len(args) != 3 \
-                or type(args[2]) not in (int, float) or torch.result_type(*args[:2]) == torch.float64:
+                or type(args[2]) not in (int, float, Knob) or torch.result_type(*args[:2]) == torch.float64:
             return func(*args, **kwargs)
         start, end, w = args
-        w = _round32(w)
-        small = abs(w) < 0.5
+        if isinstance(w, Knob):  # the same selection and roundings, w a runtime input (its range guarded)
+            small = -0.5 < w < 0.5
+            w = w.t.to(torch.float32).to(torch.float64)
+            coef: Any = (w if small else w - 1).to(torch.float32)
+        else:
+            w = _round32(w)
+            small = abs(w) < 0.5
+            coef = w if small else w - 1
         a, b = start.float(), end.float()
-        out = _fma(b - a, w if small else w - 1, a if small else b)
+        out = _fma(b - a, coef, a if small else b)
         if func is Tensor.lerp_:
             return start.copy_(out)
         return out.to(torch.result_type(start, end))
@@ -210,12 +191,160 @@ def _round32(x: float) -> float:
     return struct.unpack("f", struct.pack("f", x))[0]
 
 
+class Knob:
+    """A numeric hyperparameter as a runtime input of a compiled kernel, while the rule is traced.
+
+    ``t`` is the traced 0-d float64 tensor (an element of the kernel's hyperparameter row), ``v`` the value the
+    kernel is built for, and ``fn`` how ``v`` follows from the hyperparameter ``name`` (arithmetic with Python
+    numbers gives a derived Knob: ``1 - β1``). In tensor operations a Knob is its tensor, so a schedule that
+    changes the value between steps reuses the kernel. A comparison with a number or a truth test (``if
+    weight_decay != 0``) is answered from ``v`` and recorded in ``guards`` as (name, fn, operator, other,
+    answer): the kernel serves exactly the values that answer alike. A conversion to a Python number
+    (``float(x)``, ``math.sqrt(x)``) pins the value (a guard of equality).
+    """
+
+    __slots__ = ("t", "v", "name", "fn", "guards")
+
+    def __init__(self, t: Tensor, v: float, name: str, guards: list[tuple[Any, ...]],
+                 fn: Callable[[float], float] | None = None) -> None:
+        self.t, self.v, self.name, self.guards = t, v, name, guards
+        self.fn = fn or _same
+
+    def _answer(self, op: Callable[[Any, Any], bool], other: Any) -> Any:
+        if isinstance(other, Knob):
+            other = other.pin()
+        if type(other) not in (int, float, bool):
+            return NotImplemented
+        out = bool(op(self.v, other))
+        self.guards.append((self.name, self.fn, op, other, out))
+        return out
+
+    def pin(self) -> float:
+        """The value as a Python number, the kernel then specialised on it."""
+        self.guards.append((self.name, self.fn, operator.eq, self.v, True))
+        return self.v
+
+    def _derive(self, o: Any, tfn: Callable[[Any, Any], Any]) -> Any:
+        if type(o) not in (int, float):
+            return tfn(self.t, _unknob(o))
+        f = self.fn
+        return Knob(tfn(self.t, o), _number(tfn, self.v, o), self.name, self.guards,
+                    lambda x: _number(tfn, f(x), o))
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        return self._answer(operator.eq, other)
+
+    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+        return self._answer(operator.ne, other)
+
+    def __lt__(self, other: Any) -> Any:
+        return self._answer(operator.lt, other)
+
+    def __le__(self, other: Any) -> Any:
+        return self._answer(operator.le, other)
+
+    def __gt__(self, other: Any) -> Any:
+        return self._answer(operator.gt, other)
+
+    def __ge__(self, other: Any) -> Any:
+        return self._answer(operator.ge, other)
+
+    def __bool__(self) -> bool:
+        return self._answer(operator.ne, 0)  # type: ignore[no-any-return]
+
+    def __float__(self) -> float:
+        return float(self.pin())
+
+    def __int__(self) -> int:
+        return int(self.pin())
+
+    __hash__ = object.__hash__
+
+    def __neg__(self) -> Any:
+        return self._derive(-1, operator.mul)
+
+    def __abs__(self) -> Any:
+        return self._derive(0, lambda x, _: abs(x))
+
+    def __add__(self, o: Any) -> Any:
+        return self._derive(o, operator.add)
+
+    def __radd__(self, o: Any) -> Any:
+        return self._derive(o, lambda x, y: y + x)
+
+    def __sub__(self, o: Any) -> Any:
+        return self._derive(o, operator.sub)
+
+    def __rsub__(self, o: Any) -> Any:
+        return self._derive(o, lambda x, y: y - x)
+
+    def __mul__(self, o: Any) -> Any:
+        return self._derive(o, operator.mul)
+
+    def __rmul__(self, o: Any) -> Any:
+        return self._derive(o, lambda x, y: y * x)
+
+    def __truediv__(self, o: Any) -> Any:
+        return self._derive(o, operator.truediv)
+
+    def __rtruediv__(self, o: Any) -> Any:
+        return self._derive(o, lambda x, y: y / x)
+
+    def __pow__(self, o: Any) -> Any:
+        return self._derive(o, operator.pow)
+
+    def __rpow__(self, o: Any) -> Any:
+        return self._derive(o, lambda x, y: y**x)
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Sequence[Any] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        return func(*_unknob(tuple(args)), **_unknob(kwargs or {}))
+
+
+def _same(x: float) -> float:
+    return x
+
+
+def _number(fn: Callable[[Any, Any], Any], x: float, o: float) -> float:
+    """``fn(x, o)`` on Python numbers (NaN where Python raises: a guard on it then fails to hold)."""
+    try:
+        out = fn(x, o)
+    except (ArithmeticError, ValueError):
+        return float("nan")
+    return out if type(out) in (int, float) else float("nan")
+
+
+def _unknob(x: Any) -> Any:
+    """``x`` with every :class:`Knob` (also inside tuples, lists and dicts) replaced by its traced tensor."""
+    if isinstance(x, Knob):
+        return x.t
+    if isinstance(x, (tuple, list)):
+        return type(x)(_unknob(y) for y in x)
+    if isinstance(x, dict):
+        return {k: _unknob(v) for k, v in x.items()}
+    return x
+
+
+def _runtime(value: Any) -> bool:
+    """Whether a hyperparameter value becomes a kernel input: a number (not a flag) or a 1-element tensor
+    that needs no grad. Flags, None and strings select code and stay constants of the graph."""
+    if isinstance(value, Tensor):
+        return value.numel() == 1 and not value.requires_grad and not value.is_complex()
+    return type(value) in (int, float)
+
+
+def _holds(guards: tuple[Any, ...], values: dict[str, float]) -> bool:
+    """Whether the values answer every recorded comparison (:class:`Knob`) as when the kernel was built."""
+    return all(bool(op(fn(values[name]), other)) == out for name, fn, op, other, out in guards)
+
+
 def _is_scalar(n: Any) -> bool:
     v = n.meta.get("val") if isinstance(n, torch.fx.Node) else None
     return isinstance(v, Tensor) and v.dim() == 0
 
 
-class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
+class _Hoist:
     """Post-grad pass: every functional 0-d computation that depends only on inputs moves to the
     top, and the values element loops read are stacked into one float64 row per device and passed
     through a barrier, ``amax`` over two copies of the row (exact for every value, ``-0`` and NaN
@@ -334,13 +463,13 @@ class _Hoist(torch._inductor.custom_graph_pass.CustomGraphPass):
         return "optimlab-fused-hoist-7"
 
 
-def _chunk(fn: Callable[..., Any], lists: Sequence[Sequence[Any]], steps: Sequence[Tensor] | None,
+def _chunk(fn: Callable[..., Any], spec: RuleSpec, lists: Sequence[Sequence[Any]], steps: Sequence[Tensor] | None,
            step_pos: int, scale: Tensor | None, found_inf: Tensor | None, lr: Tensor | None) -> None:
-    """The traced body: ``fn`` (the rule, constant hyperparameters bound) on each of the chunk's slots."""
-    promote = fn.func.__name__ in _PROMOTE
+    """The traced body: ``fn`` (the rule, hyperparameters bound) on each of the chunk's slots."""
+    promote = spec.promote
     if lr is not None:  # a 1-element input indexed in the graph (a 0-d CPU input would be read as a number)
         fn = functools.partial(fn, lr=lr[0])
-    eager_fma = _EagerFMA() if fn.func.__name__ in _EAGER_FMA else contextlib.nullcontext()
+    eager_fma = _EagerFMA() if spec.eager_fma else contextlib.nullcontext()
     with _ScalarArgs(), eager_fma:
         for i in range(len(lists[0])):
             items = [x[i] for x in lists]
@@ -391,7 +520,7 @@ def _spec_inputs(spec: tuple[Any, ...], device: torch.device) -> list[Tensor]:
     symbol per slot (shared by that slot's tensors, distinct between slots) and the compiler's size
     hints are those of a large parameter (Inductor parallelises its loops by them); 0-d arguments
     and the extras (steps, scale, found_inf, lr) as they come."""
-    kinds, step_dtype, scale, found_inf, lr, slots = spec
+    kinds, step_dtype, scale, found_inf, lr, slots, knobs = spec
     out = [torch.empty(_example_shape(k, i, kinds[0][1]), dtype=k[0], device=device)
            for k in kinds if k is not None for i in range(slots)]
     if step_dtype is not None:
@@ -399,6 +528,37 @@ def _spec_inputs(spec: tuple[Any, ...], device: torch.device) -> list[Tensor]:
     out += [torch.ones((), dtype=torch.float32, device=device) for flag in (scale, found_inf) if flag]
     if lr:
         out.append(torch.ones(1, dtype=lr, device=device))
+    out += [torch.ones(1, dtype=torch.float64, device=device) for _ in knobs]  # (1 element: no size symbol)
+    return out
+
+
+def _probe_inputs(spec: tuple[Any, ...], device: torch.device, values: dict[str, float],
+                  gen: torch.Generator) -> list[Tensor]:
+    """Small real inputs of a chunk graph for :func:`_probe`: slot ``i`` of every 1-D argument ``5 + 3i``
+    elements (a shaped one ``3 + i + d`` for parameter dimension ``d``, as stored: :func:`_example_shape`),
+    state uniform in [0.1, 1.1) (non-negative, as second moments are), gradients standard normal, counters
+    at 3, scale 2, no inf, lr 1e-2, the runtime hyperparameters at the values the kernel is built for."""
+    kinds, step_dtype, scale, found_inf, lr, slots, knobs = spec
+    out: list[Tensor] = []
+    for j, k in enumerate(kinds):
+        if k is None:
+            continue
+        for i in range(slots):
+            form = k[1]
+            shape = () if form == 0 and k[0] != torch.float64 else (1,) if form == 0 else (5 + 3 * i,) \
+                if form == 1 else tuple(1 if d < 0 else 3 + i + d for d in form)
+            x = torch.randn(shape, generator=gen, dtype=torch.float64) if j == 1 else \
+                torch.rand(shape, generator=gen, dtype=torch.float64) + 0.1
+            out.append(x.to(device=device, dtype=k[0]))
+    if step_dtype is not None:
+        out += [torch.full((), 3.0, dtype=step_dtype, device=device) for _ in range(slots)]
+    if scale:
+        out.append(torch.full((), 2.0, dtype=torch.float32, device=device))
+    if found_inf:
+        out.append(torch.zeros((), dtype=torch.float32, device=device))
+    if lr:
+        out.append(torch.full((1,), 1e-2, dtype=lr, device=device))
+    out += [torch.full((1,), values[k], dtype=torch.float64, device=device) for k in knobs]
     return out
 
 
@@ -417,46 +577,100 @@ def _example_shape(kind: tuple[Any, Any], slot: int, param_form: Any) -> tuple[i
     return tuple(1 if d < 0 else base + 17 * slot + 3 * d for d in form)
 
 
-def _check_guards(fn: Callable[..., Any], shape_env: Any) -> None:
-    """The chunk graph is called without guards, so it must hold for every size: a rule whose trace
-    branched on a size (a guard such as ``s0 % 16 == 0``, true only of the example) is refused here,
-    and ``fused=True`` falls back to the unfused path (warning once) instead of computing wrong values."""
-    guards = [str(g.expr) for g in getattr(shape_env, "guards", ())]
-    if guards:
-        raise RuntimeError(f"{fn.func.__name__}: its traced update depends on the sizes ({', '.join(guards[:3])})")
+def _compile(rule: Callable[..., Any], consts: dict[str, Any], values: dict[str, float], spec: tuple[Any, ...],
+             step_pos: int, device: torch.device) -> tuple[tuple[Any, ...], _Direct]:
+    """``_chunk(rule, …)`` over flat tensor inputs (laid out by ``spec``), traced by ``make_fx`` with symbolic
+    sizes and compiled by Inductor; returns the guards on the runtime hyperparameters (:class:`Knob`) and the
+    kernel. Each Inductor setting of :data:`_LADDER` is tried until a kernel reproduces the eager chunk body
+    on a probe (:func:`_probe`); none: raises (the caller falls back to the unfused path). The kernel is called
+    directly afterwards, with no Dynamo frame or guards: the caller keys it by everything it specialises on.
+
+    A trace that branched on a size (a guard such as ``s0 % 16 == 0``, true only of the example) is refused:
+    the graph must hold for every size."""
+    kinds, step_dtype, scale, found_inf, lr, slots, knobs = spec
+    rule_spec = spec_of(rule)
+
+    def body(guards: list[tuple[Any, ...]]) -> Callable[..., tuple[()]]:
+        def flat_body(*flat: Tensor) -> tuple[()]:
+            it = iter(flat)
+            lists = [[_unstored(next(it), k) for _ in range(slots)] if k is not None else [None] * slots
+                     for k in kinds]
+            steps = [next(it) for _ in range(slots)] if step_dtype is not None else None
+            s = next(it) if scale else None
+            f = next(it) if found_inf else None
+            lr_t = next(it) if lr else None
+            hyper = {**consts, **{k: Knob(next(it)[0], values[k], k, guards) for k in knobs}}
+            _chunk(functools.partial(rule, **hyper), rule_spec, lists, steps, step_pos, s, f, lr_t)
+            return ()
+        return flat_body
+
+    errors: list[str] = []
+    for config in _LADDER:
+        guards: list[tuple[Any, ...]] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the compiler's own deprecation notices are not the user's business
+            gm, fakes, size_guards = _compat.trace_symbolic(body(guards), _spec_inputs(spec, device))
+            if size_guards:
+                raise RuntimeError(f"{rule.__name__}: its traced update depends on the sizes "
+                                   f"({', '.join(size_guards[:3])})")
+            try:
+                full = _compat.compile_graph(gm, fakes, {"post_grad_custom_post_pass": _compat.graph_pass(_Hoist()),
+                                                         **config, **(_EAGER_FMA_INDUCTOR if rule_spec.eager_fma
+                                                                      else {})})
+            except Exception as err:  # noqa: BLE001 - this setting cannot build here: the next one
+                errors.append(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+                continue
+        kernel = _Direct(full)
+        problem = _probe(kernel, body([]), spec, device, values)
+        if problem is None:
+            return tuple(dict.fromkeys(guards)), kernel
+        errors.append(problem)
+    raise RuntimeError(f"{rule.__name__}: no compiled kernel reproduced the rule ({'; '.join(errors)})")
 
 
-def _compile(fn: Callable[..., Any], spec: tuple[Any, ...], step_pos: int, device: torch.device) -> Callable[..., Any]:
-    """``_chunk(fn, …)`` over flat tensor inputs (laid out by ``spec``): traced once by ``make_fx`` with
-    symbolic sizes and compiled by Inductor. The result is called directly, with no Dynamo frame or
-    guards in between: :func:`apply` keys it by everything the graph specializes on."""
-    kinds, step_dtype, scale, found_inf, lr, slots = spec
+#: tolerance of the probe by dtype: (rtol, atol). The compiled kernel contracts products into FMAs and
+#: hoists scalar math, so it differs from the eager body in the last bits; a wrong kernel differs in all
+_PROBE_TOL = {torch.float64: (1e-9, 1e-12), torch.float32: (1e-4, 1e-5), torch.bfloat16: (3e-2, 1e-2),
+              torch.float16: (3e-3, 1e-3)}
 
-    def flat_body(*flat: Tensor) -> tuple[()]:
-        it = iter(flat)
-        lists = [[_unstored(next(it), k) for _ in range(slots)] if k is not None else [None] * slots
-                 for k in kinds]
-        steps = [next(it) for _ in range(slots)] if step_dtype is not None else None
-        s = next(it) if scale else None
-        f = next(it) if found_inf else None
-        _chunk(fn, lists, steps, step_pos, s, f, next(it) if lr else None)
-        return ()
 
-    example = _spec_inputs(spec, device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the compiler's own deprecation notices are not the user's business
-        from torch._inductor.compile_fx import compile_fx
-        from torch.fx.experimental.proxy_tensor import make_fx
+def _probe(kernel: _Direct, body: Callable[..., Any], spec: tuple[Any, ...], device: torch.device,
+           values: dict[str, float]) -> str | None:
+    """Run a new kernel once on small real inputs (:func:`_probe_inputs`) through Inductor's public wrapper,
+    then through each faster call path it offers (the generated ``call`` directly, :class:`_Bound`), against
+    the eager chunk body on the same inputs. A path that raises or disagrees is not used: the wrapper's
+    failure returns the reason (the kernel is not trusted); a faster path's only switches it off."""
+    gen = torch.Generator().manual_seed(0)
+    ref_in = _probe_inputs(spec, device, values, gen)
+    want = [t.clone() for t in ref_in]
+    body(*want)
 
-        gm = make_fx(flat_body, tracing_mode="symbolic")(*example)
-        fakes = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
-        if hasattr(gm, "shape_env"):
-            _check_guards(fn, gm.shape_env)
-            del gm.shape_env  # unpicklable: it would keep the graph out of Inductor's on-disk cache
-        with torch._guards.tracing(torch._guards.TracingContext(fakes[0].fake_mode)), \
-                torch._inductor.config.patch(post_grad_custom_post_pass=_Hoist(), **_INDUCTOR,
-                                             **(_EAGER_FMA_INDUCTOR if fn.func.__name__ in _EAGER_FMA else {})):
-            return _Direct(compile_fx(gm, fakes))
+    def run(call: Callable[[list[Tensor]], Any]) -> str | None:
+        got = [t.clone() for t in ref_in]
+        try:
+            call(got)
+        except Exception as err:  # noqa: BLE001 - any failure means: not this path
+            return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        for a, b in zip(got, want, strict=True):
+            rtol, atol = _PROBE_TOL.get(b.dtype, (0.0, 0.0))
+            if a.shape != b.shape or not torch.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True):
+                return "the compiled kernel disagrees with the rule on a probe"
+        return None
+
+    problem = run(lambda xs: kernel.full(*xs))
+    if problem is not None:
+        return problem
+    kernel.enable_direct()
+    if kernel.call is not None and run(lambda xs: kernel(*xs)) is not None:
+        kernel.call = None
+    if kernel.call is not None:
+        def bound(xs: list[Tensor]) -> None:
+            b = kernel.bind(xs)
+            if not b:
+                raise RuntimeError("no bound caller")
+            b(list(xs))
+        kernel.bindable = run(bound) is None
+    return None
 
 
 class _Direct:
@@ -467,26 +681,32 @@ class _Direct:
     on small tensors). For a graph like ours (no outputs, input mutations kept in the graph, no
     autograd, no CUDA graphs) what those layers do per call is to bump the version counters of the
     mutated inputs, which :meth:`__call__` does itself, so autograd still sees the in-place update.
-    Where the generated code cannot be found (another torch), every call goes through the full wrapper."""
+    Where the generated code cannot be found (another torch), or it did not reproduce the rule on the probe
+    (:func:`_probe`), every call goes through the full wrapper."""
 
-    __slots__ = ("full", "graph", "call", "mutated")
+    __slots__ = ("full", "graph", "call", "mutated", "bindable")
 
     def __init__(self, full: Callable[..., Any]) -> None:
         self.full = full
-        self.graph = _compiled_graph(full)
+        self.graph = _compat.compiled_graph(full) if _compat.has_increment_version() else None
         self.call: Callable[[list[Any]], Any] | None = None
         self.mutated: tuple[int, ...] = ()
+        #: whether :meth:`bind` callers reproduced the rule on the probe
+        self.bindable = False
+
+    def enable_direct(self) -> None:
+        """From now on, call the generated code as the wrappers call it (after a first call through them)."""
+        if self.graph is not None:
+            self.mutated = tuple(sorted(self.graph.mutated_input_idxs))
+            self.call = self.graph.current_callable
 
     def __call__(self, *args: Any) -> None:
         call = self.call
         if call is not None:
             call(list(args))
-            torch._C._increment_version([args[i] for i in self.mutated])
+            _compat.increment_version([args[i] for i in self.mutated])
             return
-        self.full(*args)  # the first call (and every call where the generated code was not found)
-        if self.graph is not None:  # from now on, the generated code as the wrappers call it
-            self.mutated = tuple(sorted(self.graph.mutated_input_idxs))
-            self.call = self.graph.current_callable
+        self.full(*args)
 
     def bind(self, args: list[Any]) -> _Bound | None:
         """A :class:`_Bound` caller for a chunk that is called with ``args`` at every call (the same
@@ -516,6 +736,7 @@ class _Direct:
             return lambda *a: calls.append((kernel, a))
 
         env.update({n: recorder(env[n]) for n in kernels}, empty_strided_cpu=alloc)
+        env.update({n: _no_check for n in _CHECKS if n in env})  # checks of the recording's own arguments
         try:
             types.FunctionType(code, env)(call.__self__, list(args))
         except Exception:  # noqa: BLE001 - not the code this was written for: keep calling it
@@ -547,10 +768,17 @@ class _Direct:
 
 
 #: global names a generated CPU ``call`` may use for :meth:`_Direct.bind` (besides its C++ kernels)
+#: the size and stride checks a generated ``call`` may make (``size_asserts``): a bound chunk's arguments keep the
+#: layout its plan checked (:class:`_Plan`), so they are not repeated per call
+_CHECKS = frozenset({"assert_size_stride", "assert_size_stride_grouped", "assert_alignment"})
 _BIND_NAMES = frozenset({"clear", "size", "stride", "empty_strided_cpu", "torch", "float16", "bfloat16", "float32",
-                         "float64", "bool", "int32", "int64", "uint8"})
+                         "float64", "bool", "int32", "int64", "uint8"}) | _CHECKS
 #: the largest scratch buffer (elements) a bound chunk keeps between calls
 _BIND_SCRATCH = 1 << 12
+
+
+def _no_check(*args: Any, **kwargs: Any) -> None:
+    return None
 
 
 class _Bound:
@@ -571,36 +799,13 @@ class _Bound:
         for kernel, pick in self.kernels:
             kernel(*pick(full))
         if self.mutated is not None:
-            torch._C._increment_version(self.mutated(full))
+            _compat.increment_version(self.mutated(full))
 
 
 def _picker(positions: list[int]) -> Callable[[list[Any]], tuple[Any, ...]]:
     """``lambda xs: tuple(xs[i] for i in positions)``, in C."""
     get = operator.itemgetter(*positions)
     return get if len(positions) > 1 else lambda xs: (get(xs),)
-
-
-def _compiled_graph(fn: Any) -> Any:
-    """The ``CompiledFxGraph`` behind ``compile_fx``'s callable (searched through closures and
-    ``__wrapped__``), or None."""
-    from torch._inductor.output_code import CompiledFxGraph
-
-    todo, seen = [fn], set()
-    while todo and len(seen) < 64:
-        f = todo.pop()
-        if f is None or id(f) in seen:
-            continue
-        seen.add(id(f))
-        if isinstance(f, CompiledFxGraph):
-            direct = callable(getattr(f, "current_callable", None)) and not getattr(f, "cudagraph_info", None)
-            return f if direct else None
-        todo.append(getattr(f, "__wrapped__", None))
-        for cell in getattr(f, "__closure__", None) or ():
-            try:
-                todo.append(cell.cell_contents)
-            except ValueError:  # an empty cell
-                continue
-    return None
 
 
 # ------------------------------------------------------------------------------------- dispatch
@@ -657,7 +862,8 @@ def _eager(rule: Callable[..., Any], items: list[Any], step_pos: int, hyper: dic
     inf/NaN nothing changes, the counter included)."""
     if not items[1].is_sparse:
         fn = functools.partial(rule, **{k: _key_value(v) for k, v in call_hyper.items()})
-        _chunk(fn, [[x] for x in items], None if steps is None else [steps], step_pos, scale, found_inf, lr)
+        _chunk(fn, spec_of(rule), [[x] for x in items], None if steps is None else [steps], step_pos, scale,
+               found_inf, lr)
         return
     if found_inf is not None and float(found_inf) != 0.0:
         return
@@ -675,15 +881,26 @@ def _key_value(v: Any) -> Any:
     return float(v) if isinstance(v, Tensor) else v
 
 
-def _kernel(rule: Callable[..., Any], hyper: dict[str, Any], spec: tuple[Any, ...], step_pos: int,
-            device: torch.device) -> Callable[..., Any]:
-    """The compiled chunk of ``rule`` for these constants and this input layout (built on first use)."""
-    consts = {k: _key_value(v) for k, v in hyper.items()}
-    key = (rule.__name__, tuple(sorted(consts.items())), spec, device)
-    kernel = _kernels.get(key)
-    if kernel is None:
-        kernel = _kernels[key] = _compile(functools.partial(rule, **consts), spec, step_pos, device)
-    return kernel
+class _Recompiling(RuntimeError):
+    """A kernel key that already has :data:`VARIANTS` kernels would need another."""
+
+
+def _kernel(rule: Callable[..., Any], consts: dict[str, Any], values: dict[str, float], spec: tuple[Any, ...],
+            step_pos: int, device: torch.device) -> tuple[tuple[Any, ...], _Direct]:
+    """The compiled chunk of ``rule`` for these constants, this input layout and runtime hyperparameter
+    values answering its guards alike (built on first use), with its guards."""
+    key = (rule, tuple(sorted(consts.items())), spec, device)
+    variants = _kernels.get(key, [])
+    for guards, kernel in variants:
+        if _holds(guards, values):
+            return guards, kernel
+    if len(variants) >= VARIANTS:
+        names = sorted({g[0] for guards, _ in variants for g in guards})
+        raise _Recompiling(f"{rule.__name__}: {len(variants)} kernels were compiled because "
+                           f"{', '.join(names) or 'a hyperparameter'} keeps taking values that select other code")
+    guards, kernel = _compile(rule, consts, values, spec, step_pos, device)
+    _kernels.setdefault(key, []).append((guards, kernel))
+    return guards, kernel
 
 
 def _pattern(t: Tensor, p: Tensor) -> tuple[int, ...] | None:
@@ -781,7 +998,7 @@ class _Plan:
     the optimizer's ``state`` is the same dict with the same step counters, and each gradient is
     contiguous with the planned dtype and size. Anything else builds a new plan."""
 
-    __slots__ = ("key", "refs", "ptrs", "state", "steps", "step_dicts", "calls", "grads", "rest")
+    __slots__ = ("key", "refs", "ptrs", "state", "steps", "step_dicts", "calls", "grads", "rest", "guards", "row")
 
     def __init__(self, key: tuple[Any, ...], lists: Sequence[Sequence[Any]], state: Any,
                  step_dicts: list[dict[str, Any]] | None, steps: list[Tensor] | None) -> None:
@@ -796,6 +1013,19 @@ class _Plan:
         grads = lists[1]
         self.grads = (list(map(_DTYPE, grads)), list(map(Tensor.numel, grads)), list(map(Tensor.is_contiguous, grads)))
         self.rest: list[int] = []
+        #: the guards of its kernels on the runtime hyperparameters (:class:`Knob`)
+        self.guards: tuple[Any, ...] = ()
+        #: the last hyperparameter row passed, with its values
+        self.row: tuple[tuple[float, ...], list[Tensor]] = ((), [])
+
+    def row_for(self, values: dict[str, float], knobs: tuple[str, ...], device: torch.device) -> list[Tensor]:
+        """The kernels' hyperparameter inputs for these values, 1-element views of one float64 row (the last
+        ones again while the values are unchanged)."""
+        now = tuple(values[k] for k in knobs)
+        if now != self.row[0]:
+            row = torch.tensor(now, dtype=torch.float64, device=device)
+            self.row = (now, [row[i:i + 1] for i in range(len(now))])
+        return self.row[1]
 
     def fits(self, key: tuple[Any, ...], lists: Sequence[Sequence[Any]], state: Any) -> bool:
         if key != self.key or state is not self.state:
@@ -817,15 +1047,23 @@ class _Plan:
                 and list(map(Tensor.is_contiguous, grads)) == self.grads[2])
 
 
-#: the plans of each optimizer's groups, by ``(id(group), rule name)`` (dropped with the optimizer)
-_plans: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], _Plan]] = weakref.WeakKeyDictionary()
+#: the plans of each optimizer's groups, by ``(id(group), rule)`` (dropped with the optimizer)
+_plans: weakref.WeakKeyDictionary[Any, dict[tuple[int, Any], _Plan]] = weakref.WeakKeyDictionary()
+#: groups (by ``(id(group), rule)``) whose hyperparameters kept selecting new code: they run the chunk body
+#: eagerly (:func:`_eager`), warned once (dropped with the optimizer)
+_gave_up: weakref.WeakKeyDictionary[Any, set[tuple[int, Any]]] = weakref.WeakKeyDictionary()
 
 
 def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequence[Sequence[Any]],
           hyper: dict[str, Any]) -> None:
     """Run ``rule(*items, **hyper)`` over ``lists`` (parameters first, gradients second, as
-    :meth:`Optimizer._apply` passes them) in compiled chunks, honouring GradScaler's contract."""
-    name = rule.__name__
+    :meth:`Optimizer._apply` passes them) in compiled chunks, honouring GradScaler's contract.
+
+    Numeric hyperparameters (:func:`_runtime`) enter the kernels as one float64 row, so schedules of any of
+    them reuse the kernels; flags select the kernel. A failure of a kernel's call leaves the parameters it
+    did not update to the eager chunk body in the same step (each parameter updated exactly once) and
+    switches the device to the unfused path, warning once."""
+    spec = spec_of(rule)
     names = _arg_names(rule)
     step_pos = names.index("step") if "step" in names else -1
     device = lists[0][0].device
@@ -834,50 +1072,73 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
         scale = found_inf = None
     scale = None if scale is None else scale.to(device)
     found_inf = None if found_inf is None else found_inf.to(device)
-    call_hyper = {**hyper, **_OVERRIDES.get(name, {})}
+    call_hyper = {**hyper, **spec.overrides}
     lr = call_hyper.pop("lr", None)
     if lr is not None:
-        own = isinstance(lr, Tensor) and name in _OWN_LR_DTYPE and lr.is_floating_point()
+        own = isinstance(lr, Tensor) and spec.own_lr_dtype and lr.is_floating_point()
         lr = (lr.detach().reshape(1).to(device=device, dtype=lr.dtype if own else torch.float64, copy=True)
               if isinstance(lr, Tensor) else torch.tensor([lr], dtype=torch.float64, device=device))
-    once = _ONCE.get(name)
-    if once is not None and all(call_hyper.get(k) == v for k, v in once.items()):
-        for i, p in enumerate(lists[0]):
-            steps = opt.state.get(p, {}).get("step")
-            _eager(rule, [x[i] for x in lists], step_pos, hyper, call_hyper,
-                   steps if isinstance(steps, Tensor) else None, scale, found_inf, lr)
+
+    def eager(idx: Sequence[int], steps: Sequence[Tensor | None]) -> None:
+        for i, st in zip(idx, steps, strict=True):
+            _eager(rule, [x[i] for x in lists], step_pos, hyper, call_hyper, st, scale, found_inf, lr)
+
+    gave_up = _gave_up.setdefault(opt, set())
+    if (spec.once is not None and all(call_hyper.get(k) == v for k, v in spec.once.items())) \
+            or (id(group), rule) in gave_up:
+        st = [opt.state.get(p, {}).get("step") for p in lists[0]]
+        eager(range(len(lists[0])), [t if isinstance(t, Tensor) else None for t in st])
         return
-    consts = tuple(sorted((k, _key_value(v)) for k, v in call_hyper.items()))
-    key = (name, consts, scale is not None, found_inf is not None, None if lr is None else lr.dtype, device)
+    knobs = tuple(sorted(k for k, v in call_hyper.items() if _runtime(v)))
+    values = {k: float(call_hyper[k]) for k in knobs}  # (a tensor hyperparameter: one host read)
+    consts = {k: v for k, v in call_hyper.items() if k not in values}
+    key = (rule, tuple(sorted((k, _key_value(v)) for k, v in consts.items())), knobs, scale is not None,
+           found_inf is not None, None if lr is None else lr.dtype, device)
     plans = _plans.setdefault(opt, {})
-    plan = plans.get((id(group), name))
-    if plan is None or not plan.fits(key, lists, opt.state):
-        plan = plans[id(group), name] = _build(opt, rule, lists, call_hyper, key, step_pos)
+    plan = plans.get((id(group), rule))
+    if plan is None or not plan.fits(key, lists, opt.state) or not _holds(plan.guards, values):
+        try:
+            plan = plans[id(group), rule] = _build(opt, rule, lists, consts, values, key, step_pos)
+        except _Recompiling as err:
+            gave_up.add((id(group), rule))
+            warnings.warn(f"fused=True: {err}; this parameter group now runs the rule uncompiled (same results, "
+                          "slower). Keep code-selecting values (e.g. zero or non-zero weight decay) fixed to stay "
+                          "compiled", RuntimeWarning, stacklevel=4)
+            return apply(opt, rule, group, lists, hyper)
+    row = plan.row_for(values, knobs, device)
     grads = lists[1]
-    extras = [t for t in (scale, found_inf, lr) if t is not None]
-    for chunk in plan.calls:
+    extras = [t for t in (scale, found_inf, lr) if t is not None] + row
+    for n, chunk in enumerate(plan.calls):
         kernel, template, fill, bound = chunk
         args = template.copy()
         for pos, i, how in fill:  # None: as it is; True: flat; else its kind (:func:`_stored`)
             g = grads[i]
             args[pos] = g if how is None else g.view(-1) if how is True else _stored(g, how)
         args += extras
-        if bound:
-            bound(args)
-            continue
-        kernel(*args)
-        if bound is None and getattr(kernel, "call", None) is not None:  # after its first call: bind once
-            chunk[3] = kernel.bind(args) or False
-    for i in plan.rest:
-        _eager(rule, [x[i] for x in lists], step_pos, hyper, call_hyper, None if plan.steps is None else plan.steps[i],
-               scale, found_inf, lr)
+        try:
+            if bound:
+                bound(args)
+                continue
+            kernel(*args)
+        except Exception as err:  # noqa: BLE001 - fail closed: the rest of this step eagerly, then unfused
+            _failed.add(device.type)
+            _warn_once(device.type, err)
+            plans.pop((id(group), rule), None)
+            left = [i for c in plan.calls[n:] for _, i, _ in c[2]] + plan.rest
+            eager(left, [None if plan.steps is None else plan.steps[i] for i in left])
+            return
+        if bound is None:  # bind once, where the probe trusted it
+            chunk[3] = (kernel.bindable and kernel.bind(args)) or False
+    eager(plan.rest, [None if plan.steps is None else plan.steps[i] for i in plan.rest])
 
 
-def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], call_hyper: dict[str, Any],
-           key: tuple[Any, ...], step_pos: int) -> _Plan:
+def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], consts: dict[str, Any],
+           values: dict[str, float], key: tuple[Any, ...], step_pos: int) -> _Plan:
     """A group's :class:`_Plan`: each parameter's layout (:func:`_layout`), the parameters of one layout in
     chunks of the rule's slot count, each chunk's flat arguments, and the parameters left to the eager rule."""
-    name, _, with_scale, with_found_inf, lr_dtype, device = key
+    _, _, knobs, with_scale, with_found_inf, lr_dtype, device = key
+    spec = spec_of(rule)
+    name = rule.__name__
     params = lists[0]
     step_dicts = [opt.state.get(p, {}) for p in params]  # no new entries
     state_steps: list[Tensor] | None = [d.get("step") for d in step_dicts]  # type: ignore[misc]
@@ -888,26 +1149,30 @@ def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], c
     plan = _Plan(key, lists, opt.state, None if state_steps is None else step_dicts, state_steps)
     call_lists = [list(x) for x in lists]
     names = _arg_names(rule)
-    for arg in _NONE_ARGS.get(name, ()):
+    for arg in spec.none_args:
         call_lists[names.index(arg)] = [None] * len(params)
     by: dict[tuple[Any, ...], list[int]] = {}
     for i, items in enumerate(zip(*call_lists, strict=True)):
-        kinds = _layout(items, step_pos, name in _SHAPED)
+        kinds = _layout(items, step_pos, spec.shaped)
         if kinds is None:
             plan.rest.append(i)
         else:
             by.setdefault((kinds, None if state_steps is None else state_steps[i].dtype), []).append(i)
     todo = list(by.items())
+    guards: dict[Any, None] = {}
     for n, ((kinds, step_dtype), idx) in enumerate(todo):
-        slots = _SLOTS.get(name, SLOTS)
-        spec = (kinds, step_dtype, with_scale, with_found_inf, lr_dtype, slots)
+        slots = spec.slots or SLOTS
+        chunk_spec = (kinds, step_dtype, with_scale, with_found_inf, lr_dtype, slots, knobs)
         try:
-            kernel = _kernel(rule, call_hyper, spec, step_pos, device)
+            found, kernel = _kernel(rule, consts, values, chunk_spec, step_pos, device)
+        except _Recompiling:
+            raise
         except Exception as err:  # noqa: BLE001 - any compiler failure: warn once, run unfused
             _failed.add(device.type)
             _warn_once(device.type, err)
             plan.rest.extend(i for _, later in todo[n:] for i in later)
             break
+        guards.update(dict.fromkeys(found))
         for c in range(0, len(idx), slots):
             sel = idx[c:c + slots]
             dummies = [_dummy(kinds, step_dtype, slot, device) for slot in range(len(sel), slots)]
@@ -928,6 +1193,7 @@ def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], c
                 flat += [state_steps[i] for i in sel]
                 flat += [d[-1] for d in dummies]
             plan.calls.append([kernel, flat, fill, None])
+    plan.guards = tuple(guards)
     return plan
 
 

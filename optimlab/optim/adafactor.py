@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.optim.optimizer import _get_scalar_dtype, _to_scalar
 
 from . import _fused
+from ._rule import fused_rule
 from .optimizer import Optimizer, compiling, validate
 
 __all__ = ["Adafactor", "adafactor_rule"]
@@ -30,6 +31,7 @@ def _norm(t: Tensor) -> Tensor:
     return t.square().sum(-1).sum().sqrt() if t.dim() > 1 else t.norm(2)
 
 
+@fused_rule(slots=1, shaped=True)
 def adafactor_rule(p: Tensor, g: Tensor, row_var: Tensor | None, col_var: Tensor | None, variance: Tensor | None,
                    step: float | Tensor, *, lr: Any, beta2_decay: float, eps1: float, eps2: float, d: float,
                    weight_decay: float, foreach: bool) -> None:

@@ -10,11 +10,13 @@ from torch import Tensor
 
 from . import _fused
 from ._many import Many, each
+from ._rule import fused_rule
 from .optimizer import Optimizer, compiling, scalar_dtype, use_grad_for_differentiable, validate
 
 __all__ = ["ASGD", "asgd_rule"]
 
 
+@fused_rule(none_args=("eta", "mu"), promote=True)
 def asgd_rule(p: Any, g: Any, ax: Any, eta_t: Any, mu_t: Any, eta: Any, mu: Any, step: Any, *, lr: Any, lambd: float,
               alpha: float, t0: float, weight_decay: float) -> None:
     """g ← g + λ'θ;  θ ← θ(1 - λη) - ηg;  ā ← ā + μ(θ - ā) (ā ← θ while μ = 1);

@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.optim.optimizer import _to_scalar
 
 from . import _fused
+from ._rule import fused_rule
 from .optimizer import Optimizer, validate
 
 __all__ = ["Muon", "lr_ratio", "muon_momentum_rule", "muon_rule", "muon_update_rule", "newton_schulz",
@@ -44,15 +45,19 @@ def newton_schulz(g: Tensor, coefficients: tuple[float, float, float], steps: in
 
 
 def lr_ratio(adjust_lr_fn: str | None, shape: torch.Size) -> float:
-    """γ'/γ: √max(1, A/B) ("original", the default) or 0.2·√max(A, B) ("match_rms_adamw") for an A×B matrix."""
+    """γ'/γ for an A×B matrix: √max(1, A/B) ("original", the default), 0.2·√max(A, B) ("match_rms_adamw") or
+    √(A/B) ("spectral_unclamped", torch 2.14's: "original" without the clamp at 1)."""
     rows, cols = shape[:2]
     if adjust_lr_fn is None or adjust_lr_fn == "original":
         return math.sqrt(max(1, rows / cols))
     if adjust_lr_fn == "match_rms_adamw":
         return 0.2 * math.sqrt(max(rows, cols))
+    if adjust_lr_fn == "spectral_unclamped":
+        return math.sqrt(rows / cols)
     return 1.0
 
 
+@fused_rule(slots=2, eager_fma=True, own_lr_dtype=True)
 def muon_momentum_rule(p: Tensor, g: Tensor, buf: Tensor, out: Tensor, *, lr: Any, weight_decay: float,
                        momentum: float, nesterov: bool) -> None:
     """θ ← θ(1-γλ);  B ← μB + (1-μ)g;  out ← lerp(g, B, μ) (Nesterov) or B, rounded to ``out``'s dtype
@@ -75,6 +80,7 @@ def orthogonalise(update: Tensor, buf: Tensor, *, nesterov: bool, ns_coefficient
     return ortho
 
 
+@fused_rule(slots=2, shaped=True, eager_fma=True, own_lr_dtype=True)
 def muon_update_rule(p: Tensor, ortho: Tensor, ratio: Any, *, lr: Any) -> None:
     """θ ← θ - γ'·O with γ' = γ·``ratio`` (:func:`lr_ratio`; a 0-d tensor on the fused path, so that one
     compiled kernel serves every shape)."""
@@ -118,7 +124,8 @@ class Muon(Optimizer):
             (default: (3.4445, -4.7750, 2.0315)).
         eps (float): floor of the Frobenius norm in Newton–Schulz (default: 1e-7).
         ns_steps (int): Newton–Schulz iterations, < 100 (default: 5).
-        adjust_lr_fn (str, optional): "original" or "match_rms_adamw" (default: None, i.e. "original").
+        adjust_lr_fn (str, optional): "original", "match_rms_adamw" or "spectral_unclamped" (new in torch 2.14,
+            offered on every torch) (default: None, i.e. "original").
         fused (bool, optional): compile the elementwise parts around the orthogonalisation (:mod:`._fused`;
             torch has no fused Muon; default: None, i.e. unfused): the decay, the momentum update and the
             bfloat16 Newton–Schulz input in one kernel, the update in another; the Newton–Schulz matmuls
@@ -137,7 +144,7 @@ class Muon(Optimizer):
         validate(0.0 <= lr, f"Learning rate should be >= 0 but is: {lr}")
         validate(0.0 <= momentum, f"momentum should be >= 0 but is: {momentum}")
         validate(0.0 <= weight_decay, f"weight decay should be >= 0 but is: {weight_decay}")
-        validate(adjust_lr_fn in (None, "original", "match_rms_adamw"),
+        validate(adjust_lr_fn in (None, "original", "match_rms_adamw", "spectral_unclamped"),
                  f"Adjust learning rate function {adjust_lr_fn} is not supported")
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
                         ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)

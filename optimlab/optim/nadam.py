@@ -10,11 +10,13 @@ from torch import Tensor
 
 from . import _fused
 from ._many import value
+from ._rule import fused_rule
 from .optimizer import Optimizer, compiling, scalar_dtype, use_grad_for_differentiable, validate, validate_common
 
 __all__ = ["NAdam", "nadam_rule"]
 
 
+@fused_rule(slots=2, overrides={"tensor_math": True})
 def nadam_rule(p: Any, g: Any, m: Any, v: Any, mu_product: Any, step: Any, *, lr: Any, beta1: float, beta2: float,
                eps: float, weight_decay: float, momentum_decay: float, decoupled: bool, tensor_math: bool) -> None:
     """μₜ = β1(1 - ½·0.96^(tψ));  Πₜ = Πₜ₋₁μₜ;  m ← m + (1-β1)(g - m);  v ← β2·v + (1-β2)·g²;

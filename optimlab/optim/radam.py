@@ -10,11 +10,13 @@ from torch import Tensor
 
 from . import _fused
 from ._many import each
+from ._rule import fused_rule
 from .optimizer import Optimizer, compiling, use_grad_for_differentiable, validate_common
 
 __all__ = ["RAdam", "radam_rule"]
 
 
+@fused_rule(slots=2)
 def radam_rule(p: Any, g: Any, m: Any, v: Any, step: Any, *, lr: Any, beta1: float, beta2: float, eps: float,
                weight_decay: float, decoupled: bool, differentiable: bool) -> None:
     """m ← m + (1-β1)(g - m);  v ← β2·v + (1-β2)·g²;  ρ∞ = 2/(1-β2) - 1;  ρₜ = ρ∞ - 2tβ2ᵗ/(1-β2ᵗ);

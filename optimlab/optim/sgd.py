@@ -11,11 +11,13 @@ import torch
 from torch import Tensor
 
 from ._many import Many
+from ._rule import fused_rule
 from .optimizer import Optimizer, compiling, use_grad_for_differentiable, validate
 
 __all__ = ["SGD", "sgd_rule"]
 
 
+@fused_rule(once={"first": True})
 def sgd_rule(p: Any, g: Any, buf: Any, *, lr: Any, momentum: float, dampening: float, weight_decay: Any,
              nesterov: bool, first: bool) -> None:
     """g ← g + λθ;  b ← g (first step) else μb + (1-τ)g;  g ← g + μb (Nesterov) or b;  θ ← θ - γg.

@@ -1,0 +1,117 @@
+"""Every use of torch's private internals by the optimizers, in one place, each behind feature detection.
+
+``torch._inductor``, ``torch._guards``, ``torch._C``, ``make_fx`` and the optimizer base's private hooks move
+between releases without notice. Nothing here is imported at ``import optimlab``: the compiler pieces load on
+the first ``fused=True`` build. Where a piece is missing, the function says so (None, False or an exception
+the caller turns into a fallback), and every eager path goes on without it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["capture_health_check", "compile_graph", "compiled_graph", "graph_pass", "increment_version",
+           "trace_symbolic"]
+
+
+def capture_health_check(opt: Any) -> None:
+    """torch's check that a capturable optimizer is not stepped in a CUDA graph it was not built for (a
+    private method of the base class; absent: nothing to check)."""
+    check = getattr(opt, "_accelerator_graph_capture_health_check", None) or getattr(
+        opt, "_cuda_graph_capture_health_check", None)
+    if check is not None:
+        check()
+
+
+@functools.cache
+def _increment() -> Callable[[Sequence[Tensor]], None] | None:
+    return getattr(getattr(torch, "_C", None), "_increment_version", None)
+
+
+def increment_version(tensors: Sequence[Tensor]) -> bool:
+    """Bump autograd's version counters of tensors written outside ATen (a compiled kernel called
+    directly); False where torch offers no way (then the caller must go through the public wrapper)."""
+    inc = _increment()
+    if inc is None:
+        return False
+    inc(list(tensors))
+    return True
+
+
+def has_increment_version() -> bool:
+    """Whether :func:`increment_version` can bump version counters on this torch."""
+    return _increment() is not None
+
+
+def trace_symbolic(fn: Callable[..., Any], example: Sequence[Tensor]) -> tuple[Any, list[Any], list[str]]:
+    """``fn`` traced by ``make_fx`` with symbolic sizes: the graph module, its fake placeholder values and the
+    guards the trace put on the sizes (as strings). Raises where the tracer or its shape environment is not
+    where it was: a graph whose size guards cannot be read must not be trusted for every size."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    gm = make_fx(fn, tracing_mode="symbolic")(*example)
+    shape_env = getattr(gm, "shape_env", None)
+    guards = getattr(shape_env, "guards", None)
+    if shape_env is None or guards is None:
+        raise RuntimeError("this torch's make_fx keeps no readable shape environment")
+    del gm.shape_env  # unpicklable: it would keep the graph out of Inductor's on-disk cache
+    fakes = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
+    return gm, fakes, [str(g.expr) for g in guards]
+
+
+def graph_pass(logic: Any) -> Any:
+    """An Inductor post-grad pass object that runs ``logic(graph)`` and identifies itself by ``logic.uuid()``
+    (Inductor's ``CustomGraphPass``, so that its on-disk cache keys on the pass)."""
+    from torch._inductor.custom_graph_pass import CustomGraphPass
+
+    class _Pass(CustomGraphPass):
+        def __call__(self, graph: torch.fx.Graph) -> None:
+            logic(graph)
+
+        def uuid(self) -> str:
+            return logic.uuid()
+
+    return _Pass()
+
+
+def compile_graph(gm: Any, fakes: list[Any], config: dict[str, Any]) -> Callable[..., Any]:
+    """Inductor's compilation of a traced graph under ``config`` (Inductor settings), called as
+    ``compiled(*tensors)``."""
+    import torch._guards as guards
+    from torch._inductor import config as inductor_config
+    from torch._inductor.compile_fx import compile_fx
+
+    with guards.tracing(guards.TracingContext(fakes[0].fake_mode)), inductor_config.patch(**config):
+        return compile_fx(gm, fakes)
+
+
+def compiled_graph(fn: Any) -> Any:
+    """The compiled graph object behind ``compile_fx``'s callable (searched through closures and
+    ``__wrapped__``) when it exposes its generated ``call`` (``current_callable``) and the indices of the inputs
+    it mutates and uses no CUDA graphs; else None (then every call goes through the public wrapper)."""
+    try:
+        from torch._inductor.output_code import CompiledFxGraph
+    except ImportError:
+        return None
+    todo, seen = [fn], set()
+    while todo and len(seen) < 64:
+        f = todo.pop()
+        if f is None or id(f) in seen:
+            continue
+        seen.add(id(f))
+        if isinstance(f, CompiledFxGraph):
+            ok = (callable(getattr(f, "current_callable", None)) and not getattr(f, "cudagraph_info", None)
+                  and hasattr(getattr(f, "mutated_input_idxs", None), "__iter__"))
+            return f if ok else None
+        todo.append(getattr(f, "__wrapped__", None))
+        for cell in getattr(f, "__closure__", None) or ():
+            try:
+                todo.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                continue
+    return None
