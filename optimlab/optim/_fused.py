@@ -21,9 +21,14 @@ training, at little cost per call:
   kept per parameter group (:class:`_Plan`) and reused while the parameters (object and storage), the
   state tensors and the step counters are the same objects and the gradients keep their layout; a step
   then only fills in the gradients and calls the kernels.
-* **Changing scalars are tensors.** ``step`` (the state counters themselves, advanced inside the
-  kernel) and ``lr`` enter as tensors, so schedules and steps never recompile; the rule then takes
-  its tensor-step branch. The other hyperparameters and flags are constants of the graph.
+* **Changing scalars are inputs.** ``step`` (the state counters themselves, advanced inside the
+  kernel), ``lr`` and every other numeric hyperparameter (betas, momentum, weight decay, eps, …: what
+  a scheduler, a trainer or user code may write into ``param_groups``) enter as 1-element tensors, so
+  schedules and steps never recompile; the rule then takes its tensor-step branch. While tracing, a
+  hyperparameter is a :class:`Knob`: a comparison the rule branches on (``weight_decay != 0``) is
+  recorded as a guard of the kernel, so a value of another class selects (or compiles) another
+  kernel, at most :data:`VARIANTS` per key. Flags (amsgrad, nesterov, maximize, …), dtypes and layout
+  are the cache key.
 * **Scalar math hoisted.** Inductor would inline 0-d arithmetic (``1 - β1ᵗ``, ``√(1-β2ᵗ)``) into the
   element loop, a ``pow`` per vector of elements; a post-grad pass (:class:`_Hoist`) computes every
   0-d value the element loops read once, into one buffer, before them (on CPU inside the
@@ -43,9 +48,15 @@ training, at little cost per call:
   bfloat16 one.
 
 Anything the chunks cannot take (a tensor that is not contiguous or holds fewer than 2 elements)
-runs the rule eagerly. Where compiling fails (no C++ compiler, an unsupported device or op) the
-step warns once and falls back to the unfused path, with the same results within the fused
-tolerance. Under an outer ``torch.compile`` the rule runs inline, for the outer graph to fuse.
+runs the chunk body eagerly. **Fail closed**: each new kernel is first run on a small probe and
+compared with the eager chunk body, through Inductor's public wrapper and then through each faster
+call path (the generated ``call``, :class:`_Bound`); a path that raises or disagrees is not used, and
+a list of Inductor settings (:data:`_LADDER`) is tried in turn. Where no kernel can be built (no C++
+compiler, an unsupported device or op, a changed Inductor) the step warns once and falls back to the
+unfused path, with the same results within the fused tolerance; a call that fails later leaves the
+step's remaining parameters to the eager chunk body (each updated once) and switches to the unfused
+path. Under an outer ``torch.compile`` the rule runs inline, for the outer graph to fuse. Every use
+of torch's private internals is in :mod:`._compat`, loaded on the first build.
 """
 
 from __future__ import annotations
