@@ -165,6 +165,155 @@ ROWS += [
         same(N, 128, "randn", "randn", "randn"), grad_args=(0, 1, 2)),
 ]
 
+# ------------------------------------------------------------------------------------------- small inputs
+# Per-call cost on small inputs, where Python overhead decides: a (32, 10)-like batch per loss. Each row calls a
+# module of both libraries (torch's own, or for the losses torch lacks a plain composition of torch ops written
+# here from the formula) or a functional form.
+def _focal_ref(x: torch.Tensor, y: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    p = torch.sigmoid(x)
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="none")
+    q = 1 - (p * y + (1 - p) * (1 - y))
+    return ((alpha * y + (1 - alpha) * (1 - y)) * ce * q**gamma).mean()
+
+
+def _softmax_focal_ref(x: torch.Tensor, y: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    logp = torch.log_softmax(x, 1).gather(1, y.unsqueeze(1)).squeeze(1)
+    return (-(1 - logp.exp()) ** gamma * logp).mean()
+
+
+def _giou_ref(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    x1, y1, x2, y2 = a.unbind(-1)
+    u1, v1, u2, v2 = b.unbind(-1)
+    inter = (torch.min(x2, u2) - torch.max(x1, u1)).clamp(min=0) * (torch.min(y2, v2) - torch.max(y1, v1)).clamp(min=0)
+    union = (x2 - x1) * (y2 - y1) + (u2 - u1) * (v2 - v1) - inter
+    iou = inter / (union + eps)
+    hull = (torch.max(x2, u2) - torch.min(x1, u1)) * (torch.max(y2, v2) - torch.min(y1, v1))
+    return (1 - iou + (hull - union) / (hull + eps)).mean()
+
+
+def boxes(n: int) -> Inputs:
+    def make(g: torch.Generator, dev: str) -> tuple:
+        def one() -> torch.Tensor:
+            lo = torch.rand(n, 2, generator=g) * 10
+            return torch.cat([lo, lo + 1 + torch.rand(n, 2, generator=g) * 5], 1).to(dev)
+        return one(), one()
+
+    return make
+
+
+@dataclass(frozen=True)
+class Small:
+    """A small-input row: ``ours``/``ref`` name a module of ``optimlab.nn``/``torch.nn`` (or are callables)."""
+
+    label: str
+    ours: str | Callable[..., Any]
+    inputs: Inputs
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    grad_args: tuple[int, ...] = (0,)
+    ref: str | Callable[..., Any] | None = None
+
+
+n, c = 32, 10
+SMALL: list[Small] = [
+    Small("CrossEntropyLoss", "CrossEntropyLoss", logits_idx(n, c)),
+    Small("CrossEntropyLoss label_smoothing", "CrossEntropyLoss", logits_idx(n, c), {"label_smoothing": 0.1}),
+    Small("CrossEntropyLoss weight+ignore", "CrossEntropyLoss", logits_idx(n, c),
+          {"weight": torch.rand(c) + 0.5, "ignore_index": 3}),
+    Small("CrossEntropyLoss probabilities", "CrossEntropyLoss", logits_probs(n, c)),
+    Small("CrossEntropyLoss 2-D (4, 10, 4, 4)", "CrossEntropyLoss", logits_idx(4, c, 4, 4)),
+    Small("NLLLoss", "NLLLoss", log_probs_idx(n, c)),
+    Small("BCELoss", "BCELoss", same(n, c, "prob", "unit")),
+    Small("BCEWithLogitsLoss", "BCEWithLogitsLoss", same(n, c, "randn", "unit")),
+    Small("KLDivLoss batchmean", "KLDivLoss", same(n, c, "logsoftmax", "softmax"), {"reduction": "batchmean"}),
+    Small("PoissonNLLLoss", "PoissonNLLLoss", same(n, c, "randn", "positive")),
+    Small("GaussianNLLLoss", "GaussianNLLLoss", same(n, c, "randn", "randn", "positive"), grad_args=(0, 2)),
+    Small("CTCLoss T=20 N=4 S=5 C=8", "CTCLoss", ctc_inputs(20, 4, 5, 8)),
+    Small("MSELoss", "MSELoss", same(n, c)),
+    Small("L1Loss", "L1Loss", same(n, c)),
+    Small("HuberLoss", "HuberLoss", same(n, c)),
+    Small("SmoothL1Loss", "SmoothL1Loss", same(n, c)),
+    Small("MarginRankingLoss", "MarginRankingLoss", with_signs(n, c, 2), grad_args=(0, 1)),
+    Small("HingeEmbeddingLoss", "HingeEmbeddingLoss", with_signs(n, c)),
+    Small("SoftMarginLoss", "SoftMarginLoss", with_signs(n, c)),
+    Small("MultiLabelSoftMarginLoss", "MultiLabelSoftMarginLoss", same(n, c, "randn", "unit")),
+    Small("CosineEmbeddingLoss", "CosineEmbeddingLoss", with_signs(n, c, 2, (n,)), grad_args=(0, 1)),
+    Small("MultiMarginLoss", "MultiMarginLoss", logits_idx(n, c)),
+    Small("MultiLabelMarginLoss", "MultiLabelMarginLoss", multilabel(n, c, 3)),
+    Small("TripletMarginLoss", "TripletMarginLoss", same(n, c, "randn", "randn", "randn"), grad_args=(0, 1, 2)),
+    Small("TripletMarginWithDistanceLoss", "TripletMarginWithDistanceLoss", same(n, c, "randn", "randn", "randn"),
+          grad_args=(0, 1, 2)),
+    Small("F.cross_entropy", lambda x, y: _of().cross_entropy(x, y), logits_idx(n, c),
+          ref=lambda x, y: torch.nn.functional.cross_entropy(x, y)),
+    Small("F.nll_loss", lambda x, y: _of().nll_loss(x, y), log_probs_idx(n, c),
+          ref=lambda x, y: torch.nn.functional.nll_loss(x, y)),
+    Small("F.mse_loss", lambda x, y: _of().mse_loss(x, y), same(n, c),
+          ref=lambda x, y: torch.nn.functional.mse_loss(x, y)),
+    Small("F.smooth_l1_loss", lambda x, y: _of().smooth_l1_loss(x, y), same(n, c),
+          ref=lambda x, y: torch.nn.functional.smooth_l1_loss(x, y)),
+    Small("F.binary_cross_entropy_with_logits", lambda x, y: _of().binary_cross_entropy_with_logits(x, y),
+          same(n, c, "randn", "unit"), ref=lambda x, y: torch.nn.functional.binary_cross_entropy_with_logits(x, y)),
+    Small("SigmoidFocalLoss (vs composition)", "SigmoidFocalLoss", same(n, c, "randn", "unit"), ref=_focal_ref),
+    Small("SoftmaxFocalLoss (vs composition)", "SoftmaxFocalLoss", logits_idx(n, c), ref=_softmax_focal_ref),
+    Small("GIoULoss 32 boxes (vs composition)", "GIoULoss", boxes(n), ref=_giou_ref),
+]
+
+
+def _of() -> Any:
+    import optimlab.nn.functional as OF
+
+    return OF
+
+
+def _small_callables(row: Small) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    import optimlab.nn as onn
+
+    ours = getattr(onn, row.ours)(**row.kwargs) if isinstance(row.ours, str) else row.ours
+    ref = row.ref if row.ref is not None else row.ours
+    ref = getattr(torch.nn, ref)(**row.kwargs) if isinstance(ref, str) else ref
+    return ours, ref
+
+
+def _calls(fn: Callable[..., Any], args: list[Any], calls: int, backward: bool) -> float:
+    """Seconds per call of ``fn(*args)`` (and its backward) averaged over ``calls`` calls."""
+    t0 = time.perf_counter()
+    if backward:
+        for _ in range(calls):
+            fn(*args).backward()
+    else:
+        with torch.no_grad():
+            for _ in range(calls):
+                fn(*args)
+    return (time.perf_counter() - t0) / calls
+
+
+def measure_small(row: Small, rounds: int = 7, calls: int = 200) -> dict[str, Any]:
+    """Per-call microseconds of forward+backward and of a ``no_grad`` forward, both libraries, in paired rounds
+    (alternating who goes first); ratios are the median of the rounds' ratios."""
+    ours, ref = _small_callables(row)
+    args = _leaf_inputs(Row(row.label, "", row.inputs, {}, row.grad_args), "cpu")
+    out: dict[str, Any] = {"row": row.label}
+    for mode, backward in (("fwd_bwd", True), ("no_grad", False)):
+        for fn in (ours, ref):
+            _calls(fn, args, calls // 4, backward)  # warm-up
+        t: dict[str, list[float]] = {"ours": [], "torch": []}
+        for i in range(rounds):
+            pair = (("ours", ours), ("torch", ref))
+            for name, fn in pair if i % 2 == 0 else pair[::-1]:
+                t[name].append(_calls(fn, args, calls, backward) * 1e6)
+        out[mode] = (statistics.median(t["ours"]), statistics.median(t["torch"]),
+                     statistics.median(a / b for a, b in zip(t["ours"], t["torch"], strict=True)))
+    return out
+
+
+def table_small(results: list[dict[str, Any]]) -> str:
+    lines = ["| loss (small input) | fwd+bwd torch (µs) | fwd+bwd ours (µs) | ratio | no_grad torch (µs) | "
+             "no_grad ours (µs) | ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        (fo, ft, fr), (no, nt, nr) = r["fwd_bwd"], r["no_grad"]
+        lines.append(f"| {r['row']} | {ft:.1f} | {fo:.1f} | {fr:.2f} | {nt:.1f} | {no:.1f} | {nr:.2f} |")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------- measurement
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
@@ -242,9 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=15)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     p.add_argument("--markdown", default="", help="also write the table to this file")
+    p.add_argument("--small", action="store_true", help="the small-input per-call section instead (CPU)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.small:
+        return main_small(a)
     results = []
     for row in ROWS:
         if a.only.lower() in row.label.lower():
@@ -254,6 +406,22 @@ def main(argv: list[str] | None = None) -> int:
                   f"saved {_mib(r['ours_saved'])} / {_mib(r['torch_saved'])} MiB", flush=True)
     text = table(results)
     print(f"\ndevice={a.device} threads={torch.get_num_threads()} torch={torch.__version__}\n\n{text}")
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+def main_small(a: argparse.Namespace) -> int:
+    results = []
+    for row in SMALL:
+        if a.only.lower() in row.label.lower():
+            results.append(measure_small(row, rounds=max(3, a.repeat // 2)))
+            (fo, ft, fr), (no, nt, nr) = results[-1]["fwd_bwd"], results[-1]["no_grad"]
+            print(f"{row.label:40s} fwd+bwd {ft:7.1f} / {fo:7.1f} µs {fr:5.2f}x   no_grad {nt:7.1f} / {no:7.1f} µs "
+                  f"{nr:5.2f}x", flush=True)
+    text = table_small(results)
+    print(f"\nthreads={torch.get_num_threads()} torch={torch.__version__}\n\n{text}")
     if a.markdown:
         with open(a.markdown, "w") as f:
             f.write(text + "\n")

@@ -256,10 +256,14 @@ def _ce_sample_results(sample, cls: type, dtype: torch.dtype, seed: int) -> list
     return [out.detach(), gx]
 
 
-def test_cross_entropy_float32_no_less_accurate_than_torchs() -> None:
-    """Issue 11: on every one of torch's CrossEntropyLoss module_db samples (float32), ours is no further from
-    torch's float64 evaluation of the same inputs than torch's float32 result, output and input gradient (before
-    the small-input float64 evaluation, 8-12 of the 105 samples were, by a fraction of an ulp)."""
+def test_cross_entropy_float32_as_accurate_as_torchs() -> None:
+    """On every one of torch's CrossEntropyLoss module_db samples (float32), ours against torch's float64
+    evaluation of the same inputs is within the engine's accuracy rule (:func:`optimlab.parity.compare.accurate`:
+    3x torch's own float32 error + 2 ulps), output and input gradient. Issue 26 dropped the float64 evaluation
+    of small inputs that won single-ulp ties against torch: the composition rounds as torch's kernels do, up to
+    the order of its sums."""
+    from optimlab.parity.compare import accurate
+
     info = module_info(tnn.CrossEntropyLoss)
     torch.manual_seed(0)
     samples = list(info.module_inputs_func(info, device="cpu", dtype=torch.float32, requires_grad=True,
@@ -271,9 +275,8 @@ def test_cross_entropy_float32_no_less_accurate_than_torchs() -> None:
         ref = _ce_sample_results(sample, tnn.CrossEntropyLoss, torch.float32, i)
         exact = _ce_sample_results(sample, tnn.CrossEntropyLoss, torch.float64, i)
         for what, o, r, e in zip(("output", "gradient"), ours, ref, exact, strict=True):
-            finite = e.isfinite()
             assert torch.equal(o.isnan(), r.isnan()), (sample.desc, what)
-            err_o, err_r = ((t.double() - e)[finite].abs().max() if finite.any() else 0.0 for t in (o, r))
-            if err_o > err_r:
-                worse.append(f"{sample.desc} {what}: {float(err_o):.3g} > torch's {float(err_r):.3g}")
+            diff = accurate(o, r, e, f"{sample.desc} {what}")
+            if not diff.ok:
+                worse.append(diff.what)
     assert not worse, worse

@@ -182,7 +182,7 @@ def test_clamped_quadratic_holds_nothing_and_backward_repeats(name: str, reducti
 
 
 def test_work_buffer_survives_inference_mode() -> None:
-    """The per-thread work buffer made during inference mode stays usable outside it (and the reverse)."""
+    """Inference mode and a recorded call (which uses the per-thread work buffer) agree, in either order."""
     from optimlab.nn.functional import regression
 
     regression._SCRATCH.__dict__.pop("buffers", None)  # the first buffer is made inside inference mode
@@ -196,7 +196,9 @@ def test_work_buffer_survives_inference_mode() -> None:
     second.backward()
     with torch.inference_mode():
         third = OF.huber_loss(x, y)
-    assert first.item() == second.item() == third.item()
+    # inference composes the primitives, the recorded call runs in pieces (issue 26): equal up to the sums' order
+    assert first.item() == third.item()
+    torch.testing.assert_close(first, second, rtol=1e-12, atol=0)
     torch.testing.assert_close(second, TF.huber_loss(x, y))
 
 

@@ -45,6 +45,14 @@ def _to_float32(x: Any) -> Any:
     return x
 
 
+def autocast_enabled(device_type: str) -> bool:
+    """``torch.is_autocast_enabled(device_type)``, False on a device without autocast (``meta``), where torch's
+    raises."""
+    if device_type not in ("cpu", "cuda") and not torch.amp.is_autocast_available(device_type):
+        return False
+    return torch.is_autocast_enabled(device_type)
+
+
 def float32_under_autocast(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` (the loss torch calls ``name``), casting as torch's autocast does for that op."""
     on_cpu, on_accel = name in CPU_FLOAT32, name in ACCELERATOR_FLOAT32 or name in ACCELERATOR_BANNED
@@ -55,7 +63,7 @@ def float32_under_autocast(name: str, fn: Callable[..., Any]) -> Callable[..., A
         if not isinstance(first, torch.Tensor):
             return fn(*args, **kwargs)
         dev = first.device.type
-        if not (on_cpu if dev == "cpu" else on_accel) or not torch.is_autocast_enabled(dev):
+        if not (on_cpu if dev == "cpu" else on_accel) or not autocast_enabled(dev):
             return fn(*args, **kwargs)
         if dev != "cpu" and name in ACCELERATOR_BANNED:
             raise RuntimeError(_BANNED_MSG)

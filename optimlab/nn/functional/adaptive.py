@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from .. import _reduction as R
+
 __all__ = ["adaptive_log_prob", "adaptive_target_log_prob"]
 
 
@@ -56,7 +58,7 @@ def adaptive_target_log_prob(input: Tensor, target: Tensor, head: Callable[[Tens
     x = input if batched else input.unsqueeze(0)
     t = target if batched else target.unsqueeze(0)
     n_classes, shortlist = cutoffs[-1], cutoffs[0]
-    compiling = torch.compiler.is_compiling()
+    compiling = not R.host(t)  # traced, or on a device: every tail on every row, no data-dependent shapes
     if not compiling and t.numel() and bool(((t < 0) | (t >= n_classes)).any()):
         raise RuntimeError(f"Target values should be in [0, {n_classes - 1}], but values in range "
                            f"[{int(t.min())}, {int(t.max())}] were found. ")

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .. import _reduction as R
+from ._autograd import apply
 
 __all__ = ["ctc_loss"]
 
@@ -65,6 +66,8 @@ def _padded_targets(targets: Tensor, tl: Tensor, n: int, blank: int, n_classes: 
                                f"{targets.size(1)} for argument #2 'targets' (a target length exceeds it)")
         out = targets[:, :s_max]
         inside = torch.arange(s_max, device=targets.device) < tl.to(targets.device).unsqueeze(1)
+    if not R.host(out):  # on a device: no host read; positions past each length become blank, indexing checks
+        return torch.where(inside, out, blank)
     if out.numel():
         lo, hi = (int(v) for v in torch.aminmax(out))  # one pass: in the common case no masks are needed
         if 0 <= lo and hi < n_classes:
@@ -116,7 +119,7 @@ def _ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequen
     if n and int(il.max()) > t_max:
         raise RuntimeError(f"Expected input_lengths to have value at most {t_max}, but got value {int(il.max())}")
     padded = _padded_targets(targets, tl, n, blank, n_classes).to(lp.device)
-    nll = CTCNegLogLikelihood.apply(lp, padded, il.to(lp.device), tl.to(lp.device), blank, zero_infinity)
+    nll = apply(CTCNegLogLikelihood, lp, padded, il.to(lp.device), tl.to(lp.device), blank, zero_infinity)
     if zero_infinity:
         nll = torch.where(nll == math.inf, 0.0, nll)
     if reduction == "mean":  # per-sample loss over its target length (at least 1), then the batch mean
@@ -175,7 +178,7 @@ def _alpha(lp_ext: Tensor, skip: Tensor, start: Tensor) -> Tensor:
     best = torch.full_like(lp_ext[0], _NEG_INF)  # the new frame before emissions (its gap row stays -inf)
     pair, label_best = best[: s + 1], best[s + 2:]
     into_label = pair[:s]  # v(k)
-    repeats = bool((~skip[1:]).any())
+    repeats = not R.host(skip) or bool((~skip[1:]).any())  # on a device: the general recursion, no host read
     if repeats:
         blank_head, chosen = store[:, :s].unbind(0), lp_ext.new_empty((s, b))
     for t in range(t_max):
@@ -210,7 +213,7 @@ def _stacked_problems(lp: Tensor, ext: Tensor, il: Tensor, tl: Tensor, reverse: 
     offsets = classes * torch.arange(index.size(1), device=lp.device)
     lp_ext = lp.reshape(t_max, -1).index_select(1, (index + offsets).view(-1)).view(t_max, *index.shape)
     lp_ext[:, s + 1] = _NEG_INF
-    if reverse and bool((il < t_max).any()):
+    if reverse and (not R.host(il) or bool((il < t_max).any())):  # on a device: always (no host read)
         before = torch.arange(t_max, device=lp.device).view(-1, 1, 1) < (t_max - il).view(1, 1, -1)  # (T, 1, N)
         hold = torch.full((2 * s + 2, n), _NEG_INF, dtype=lp.dtype, device=lp.device)
         hold.scatter_(0, start[n:].view(1, -1), 0.0)
@@ -249,7 +252,10 @@ class CTCNegLogLikelihood(torch.autograd.Function):
             # blank; when a target ends in the blank label, the final blank position's share is thereby dropped.
             last_label = padded.gather(1, (tl - 1).clamp_min(0).unsqueeze(1)).squeeze(1)
             ends_blank = (tl > 0) & (il > 0) & (last_label == blank)
-            if bool(ends_blank.any()):
+            if not R.host(ends_blank):  # on a device: every sample's entry, rewritten where it ends in blank
+                at = ((il - 1).clamp_min(0), tl, torch.arange(n, device=il.device))
+                log_ab[at] = torch.where(ends_blank, _NEG_INF, log_ab[at])
+            elif bool(ends_blank.any()):
                 k = ends_blank.nonzero().squeeze(1)
                 log_ab[il[k] - 1, tl[k], k] = _NEG_INF
             log_gamma = log_ab.add_(nll).sub_(lp_ext[:, :, :n])  # posterior share γ_t(s), in log space
@@ -297,13 +303,14 @@ def _ctc_grad(lp: Tensor, index: Tensor, il: Tensor, gamma: Tensor, nll: Tensor,
     classes ``index`` ``(2S+1, N)`` are in :func:`_columns`' row order without its gap row."""
     t_max, n, classes = lp.shape
     total = gamma.new_zeros((t_max, classes, n)).scatter_add_(1, index.expand(t_max, -1, -1), gamma)
-    if bool(total.max() > 1.0) if total.numel() else False:
+    host = R.host(total)  # on a device every fix-up below runs unconditionally: no host read
+    if not host or (bool(total.max() > 1.0) if total.numel() else False):
         # a posterior mass is at most 1; exponents of huge magnitude (|lp| ~ 1e30) round each shared term to e^0
         total.masked_fill_((total > 1.0) & (total < math.inf), 1.0)
     g = torch.exp(lp).sub_(total.transpose(1, 2)).mul_(grad.view(1, -1, 1))
     inf = torch.isinf(nll)
-    if bool(inf.any()):
+    if not host or bool(inf.any()):
         g.masked_fill_(inf.view(1, -1, 1), 0.0 if zero_infinity else math.nan)  # torch: NaN, or 0 with zero_infinity
-    if bool((il < t_max).any()):
+    if not host or bool((il < t_max).any()):
         g.masked_fill_(torch.arange(t_max, device=lp.device).view(-1, 1, 1) >= il.view(1, -1, 1), 0.0)
     return g

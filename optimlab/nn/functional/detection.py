@@ -34,7 +34,7 @@ def _boxes(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, ...]:
             raise ValueError(f"{name} must have shape (..., 4) as (x1, y1, x2, y2), got {list(b.shape)}")
         if b.dtype not in (torch.float32, torch.float64):
             b = b.float()
-        if not torch.compiler.is_compiling() and bool(((b[..., 2] < b[..., 0]) | (b[..., 3] < b[..., 1])).any()):
+        if R.host(b) and bool(((b[..., 2] < b[..., 0]) | (b[..., 3] < b[..., 1])).any()):
             raise ValueError(f"{name} has a box with x2 < x1 or y2 < y1")
         out.append(b)
     b1, b2 = torch.broadcast_tensors(*out)

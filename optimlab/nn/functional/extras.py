@@ -51,7 +51,7 @@ def zero_one_loss(input: Tensor, target: Tensor, threshold: float = 0.0, reducti
         if input.shape[:cdim] + input.shape[cdim + 1:] != target.shape:
             raise ValueError(f"zero_one_loss: target size {list(target.shape)} does not match input size "
                              f"{list(input.shape)} without its class dimension {cdim}")
-        if target.numel() and bool(((target < 0) | (target >= input.size(cdim))).any()):
+        if target.numel() and R.host(target) and bool(((target < 0) | (target >= input.size(cdim))).any()):
             raise IndexError(f"zero_one_loss: target class out of range [0, {input.size(cdim)})")
         scores = input.detach()
         wrong = scores.argmax(cdim) != target

@@ -8,19 +8,11 @@ import torch
 from torch import Tensor
 
 from .. import _reduction as R
-from ._autograd import pick
-from .linear_ce import _valid
+from ._ce import pick, target_weights, with_targets
 from .margin import logistic_loss
 from .probabilistic import _check_class_target, _class_dim
 
 __all__ = ["sigmoid_focal_loss", "softmax_focal_loss"]
-
-
-def _target_weights(valid: Tensor | None, safe: Tensor, weight: Tensor | None, dtype: torch.dtype) -> Tensor | None:
-    """Per-sample weights ``weight[y_i]·[y_i not ignored]`` that ``mean`` divides by; None when all are 1."""
-    if weight is None:
-        return None if valid is None else valid.to(dtype)
-    return weight[safe] if valid is None else weight[safe] * valid
 
 
 def _focus(q: Tensor, gamma: float) -> Tensor:
@@ -61,13 +53,16 @@ def softmax_focal_loss(input: Tensor, target: Tensor, weight: Tensor | None = No
         raise ValueError(f"gamma must be non-negative, got {gamma}")
     target = _check_class_target(input, target, weight)
     cdim = _class_dim(input)
-    valid, safe = _valid(target, ignore_index, input.size(cdim))
     lsm = torch.log_softmax(input, cdim)
-    logp = pick(lsm, safe, cdim)
-    loss = -logp if gamma == 0 else -logp * _focus(-torch.expm1(logp), gamma)
-    w = _target_weights(valid, safe, weight, input.dtype)
-    if w is not None:
-        loss = loss * w
-    if valid is not None:
-        loss = torch.where(valid, loss, 0.0)
-    return R.reduce_weighted(loss, reduction, loss.numel() if w is None else w)
+
+    def run(valid: Tensor | None, classes: Tensor) -> Tensor:
+        logp = pick(lsm, classes, cdim)
+        loss = -logp if gamma == 0 else -logp * _focus(-torch.expm1(logp), gamma)
+        w = target_weights(classes, valid, weight, input.dtype)
+        if w is not None:
+            loss = loss * w
+        if valid is not None:
+            loss = torch.where(valid, loss, 0.0)
+        return R.reduce_weighted(loss, reduction, w)
+
+    return with_targets(run, input, target, ignore_index, input.size(cdim))

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from .. import _reduction as R
-from .probabilistic import _valid_and_safe
+from ._autocast import autocast_enabled
+from ._ce import class_grad, class_loss, masked_targets, prob_grad, prob_loss
 
 __all__ = ["linear_cross_entropy"]
 
@@ -96,64 +97,6 @@ def _logits(x: Tensor, w: Tensor, b: Tensor | None, classes: int) -> Tensor:
     return z.view(x.size(0), classes, -1).transpose(1, 2)
 
 
-def _coefficients(z: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None,
-                  eps: float) -> tuple[Tensor, Tensor]:
-    """Class indices, ``ℓ = Σ_c a_c·(lse - z_c)`` with ``a = h·e_y + valid·ε/C·w``: ``A = Σ_c a_c`` and the
-    target-class share ``h = (1-ε)·w_y·valid``, both ``(n, M)``."""
-    wy = torch.ones_like(target, dtype=z.dtype) if weight is None else weight[target]
-    if valid is not None:
-        wy = wy * valid
-    hard = wy * (1 - eps)
-    if eps == 0.0:
-        return hard, hard
-    total = hard + eps * (1.0 if weight is None else weight.sum() / z.size(-1))
-    return (total if valid is None else total * valid), hard
-
-
-def _chunk_loss(logp: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
-                probs: bool) -> Tensor:
-    """Per-position loss of one chunk from its ``log_softmax``: class indices ``h·(-logp_y) + valid·ε/C·Σ_c
-    w_c·(-logp_c)``; probabilities ``-Σ_c logp_c·t'_c·w_c`` (``t' = (1-ε)·t + ε/C``), torch's order and dtype
-    promotion."""
-    if probs:
-        t = target if eps == 0.0 else target * (1 - eps) + eps / logp.size(-1)
-        v = logp * t
-        return -(v if weight is None else v * weight).sum(-1)
-    _, hard = _coefficients(logp, target, valid, weight, eps)
-    loss = hard * -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    if eps > 0.0:  # ε/C·Σ_c w_c·(-logp_c), 0 where ignored
-        smooth = (-eps / logp.size(-1)) * (logp.sum(-1) if weight is None else logp @ weight)
-        loss = loss + (smooth if valid is None else smooth * valid)
-    return loss
-
-
-def _chunk_grad(p: Tensor, g: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
-                probs: bool, inplace: bool) -> Tensor:
-    """``∂(Σ g·ℓ)/∂z = g·(A·p - a)`` for one chunk, ``p = softmax(z)`` (``inplace``: on ``p``'s buffer, when no
-    graph is recorded)."""
-    if valid is not None:  # an ignored target gets 0, even where the incoming gradient is inf/NaN (all ignored)
-        g = torch.where(valid, g, 0.0)
-    dz = p
-    if probs:
-        t = target if eps == 0.0 else target * (1 - eps) + eps / p.size(-1)
-        a = (t if weight is None else t * weight) * g.unsqueeze(-1)
-        total = a.sum(-1, keepdim=True)
-        return dz.mul_(total).sub_(a) if inplace else dz * total - a
-    total, hard = _coefficients(p, target, valid, weight, eps)
-    scale = (g * total).unsqueeze(-1)
-    dz = dz.mul_(scale) if inplace else dz * scale
-    if eps > 0.0:
-        uniform = (eps / p.size(-1)) * g.unsqueeze(-1)
-        if valid is not None:
-            uniform = uniform * valid.unsqueeze(-1)
-        if weight is not None:
-            uniform = uniform * weight
-        dz = dz.sub_(uniform) if inplace else dz - uniform
-    src = -(g * hard).unsqueeze(-1)
-    index = target.unsqueeze(-1)
-    return dz.scatter_add_(-1, index, src) if inplace else dz.scatter_add(-1, index, src)
-
-
 def _chunks(x: Tensor, w: Tensor, b: Tensor | None, target: Tensor, valid: Tensor | None, weight: Tensor | None,
             classes: int, eps: float, probs: bool, rows: int, ce: torch.dtype, g: Tensor | None,
             need: tuple[bool, bool, bool], losses: bool, graph: bool) -> tuple[list[Tensor], list[Tensor],
@@ -174,14 +117,16 @@ def _chunks(x: Tensor, w: Tensor, b: Tensor | None, target: Tensor, valid: Tenso
         z = _logits(xc, w, b, classes).to(ce)
         if losses:
             logp = torch.log_softmax(z, -1)
-            parts.append(_chunk_loss(logp, tc, vc, weight, eps, probs))
+            parts.append(prob_loss(logp, tc, weight, eps, -1) if probs else
+                         class_loss(logp, tc, vc, weight, eps, -1)[0])
             p = None if g is None else logp.exp_()  # torch's softmax in its log_softmax backward
         else:
             p = torch.softmax(z, -1)
         del z
         if g is None:
             continue
-        dz = _chunk_grad(p, g[s:e], tc, vc, weight, eps, probs, not graph)
+        dz = prob_grad(p, g[s:e], tc, weight, eps, -1, not graph) if probs else \
+            class_grad(p, g[s:e], tc, vc, weight, eps, -1, not graph)
         dz = dz.transpose(1, 2).reshape(e - s, -1)  # back to the (n, C·M) layout of x Wᵀ (a view when M = 1)
         if cast:
             dz = dz.to(x.dtype)
@@ -257,8 +202,7 @@ def _position_grad(grad: Tensor, reduction: str, denom: Tensor | int, ce: torch.
     'mean' (divided in the reduction's accumulation dtype, as autograd through ``reduce_weighted`` would)."""
     if reduction == "sum":
         return grad.to(ce)
-    total = R.weight_total(denom, ce)
-    return (grad.to(torch.promote_types(ce, torch.float64)) / total).to(ce)
+    return (grad / R.weight_total(denom)).to(ce)
 
 
 def _finish(x: Tensor, w: Tensor, b: Tensor | None, gx_parts: list[Tensor], gw: Tensor | None, gb: Tensor | None,
@@ -308,15 +252,6 @@ def _check_weight(weight: Tensor | None, classes: int, dtype: torch.dtype | None
         raise RuntimeError(f"expected scalar type {dtype} but found {weight.dtype}")
 
 
-def _valid(target: Tensor, ignore_index: int, classes: int) -> tuple[Tensor | None, Tensor]:
-    """``(valid, safe)`` class indices; eager mode raises torch's IndexError for one out of range (a host-side
-    check: skipped under torch.compile, see docs/losses.md)."""
-    if not torch.compiler.is_compiling():
-        return _valid_and_safe(target, ignore_index, classes)
-    valid = target != ignore_index
-    return valid, target.masked_fill(~valid, 0).long()
-
-
 def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *, linear_bias: Tensor | None = None,
                          weight: Tensor | None = None, reduction: str = "mean", ignore_index: int | None = None,
                          label_smoothing: float = 0.0, options: Any = None) -> Tensor:
@@ -354,7 +289,7 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
                       f"target.dtype={target.dtype}, out_features={out_features}.", UserWarning, stacklevel=2)
     reduction = R.check(reduction)
     dev = input.device.type
-    autocast = torch.is_autocast_enabled(dev)
+    autocast = autocast_enabled(dev)
     ce = input.dtype  # the loss's dtype: under autocast, float32 for half-precision logits (see module docstring)
     if autocast:
         low = torch.get_autocast_dtype(dev)
@@ -383,7 +318,7 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
                                          ce, reduction, _needs_grad(x, w, b))
     else:
         _check_class_target(target, batch, out_features)
-        valid, safe = _valid(target, ignore_index, classes)
+        valid, safe = masked_targets(target, ignore_index, classes)
         safe = safe.reshape(x.size(0), m)
         valid = None if valid is None else valid.reshape(x.size(0), m)
         if weight is not None and torch.is_grad_enabled() and weight.requires_grad:

@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.nn.functional import logsigmoid
 
 from .. import _reduction as R
-from ._autograd import not_differentiable
+from ._autograd import apply, not_differentiable
 
 __all__ = [
     "cosine_embedding_loss", "hinge_embedding_loss", "margin_ranking_loss", "multi_margin_loss",
@@ -70,7 +70,7 @@ def soft_margin_loss(input: Tensor, target: Tensor, size_average: bool | None = 
     if not input.is_floating_point() or not R.can_cast(common, input.dtype):
         raise RuntimeError(f"soft_margin_loss: expected a floating-point input that can hold the result type "
                            f"{common}, got {input.dtype}")
-    return _SoftMargin.apply(input, target, reduction)
+    return apply(_SoftMargin, input, target, reduction)
 
 
 class _SoftMargin(torch.autograd.Function):
@@ -175,9 +175,9 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
             raise RuntimeError(f"expected weight of scalar type {input.dtype} but found {weight.dtype}")
     not_differentiable("multi_margin_loss", weight=weight)
     t = target.reshape(nframe, 1)
-    if nframe and not torch.compiler.is_compiling() and bool(((t < 0) | (t >= C)).any()):
+    if nframe and R.host(t) and bool(((t < 0) | (t >= C)).any()):
         raise RuntimeError(f"target out of range: class indices must lie in [0, {C})")
-    loss = _MultiMargin.apply(input.reshape(nframe, C), t, weight, p, float(margin))
+    loss = apply(_MultiMargin, input.reshape(nframe, C), t, weight, p, float(margin))
     return R.reduce(loss if input.dim() == 2 else loss.reshape(target.shape), reduction)
 
 
@@ -187,7 +187,7 @@ def _hinge(x: Tensor, t: Tensor, margin: float) -> Tensor:
     a NaN, so NaN is cleared afterwards, in eager mode only when the cheap total shows one (a boolean ``where``
     over ``(N, C)`` costs several relu passes on CPU)."""
     h = torch.add(x, margin - x.gather(1, t)).scatter_(1, t, 0.0).relu_()
-    if torch.compiler.is_compiling() or bool(h.sum().isnan()):
+    if not R.host(h) or bool(h.sum().isnan()):
         h = h.masked_fill(h.isnan(), 0.0)
     return h
 
@@ -237,12 +237,12 @@ def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | N
         raise RuntimeError(f"inconsistent target size: {list(target.shape)} for input of size {list(input.shape)}")
     t = target.reshape(nframe, C)
     valid = (t < 0).cumsum(1) == 0  # entries before the first -1
-    if not torch.compiler.is_compiling():  # host-side checks and trimming: data-dependent, skipped when traced
+    if R.host(t):  # host-side checks and trimming: data-dependent, eager CPU only
         if bool(((t < -1) | (t >= C)).any()):  # torch checks every entry, also those after the first -1
             raise RuntimeError(f"multilabel_margin_loss: target out of range: labels must lie in [0, {C}) or be -1")
         k = int(valid.sum(1).max()) if nframe else 0  # the most targets any sample has
         t, valid = t[:, :k], valid[:, :k]
-    loss = _MultiLabelMargin.apply(input.reshape(nframe, C), t.clamp_min(0), valid)
+    loss = apply(_MultiLabelMargin, input.reshape(nframe, C), t.clamp_min(0), valid)
     return R.reduce(loss if input.dim() == 2 else loss.reshape(()), reduction)
 
 
@@ -264,7 +264,7 @@ class _MultiLabelMargin(torch.autograd.Function):
         x_j = x.gather(1, t).masked_fill(~valid, math.inf)  # (N, K)
         h = ((1 - x_j).unsqueeze(2) + x_i.unsqueeze(1)).relu_()  # (N, K, C)
         loss = h.sum((1, 2))
-        if torch.compiler.is_compiling() or bool(loss.isnan().any()):  # a NaN term is skipped, as in the kernel
+        if not R.host(loss) or bool(loss.isnan().any()):  # a NaN term is skipped, as in the kernel
             h.masked_fill_(h.isnan(), 0.0)
             loss = h.sum((1, 2))
         on = h > 0

@@ -1,8 +1,8 @@
 """Likelihood losses: cross entropy, NLL, BCE, KL divergence, Poisson and Gaussian NLL (functional forms).
 
 Signatures follow ``torch.nn.functional``; every loss reduces through :mod:`optimlab.nn._reduction`.
-Class-index losses share :func:`_check_class_target` (torch's shape/dtype rules) and :func:`_valid_and_safe`
-(``ignore_index`` masks and range checks); NLL's pick lives once in :class:`._autograd.NegativePick`.
+Class-index losses share :func:`_check_class_target` (torch's shape/dtype rules) and cross entropy's core
+(:mod:`._ce`: the loss, its gradient, ``ignore_index`` and range checks).
 """
 
 from __future__ import annotations
@@ -13,16 +13,8 @@ import torch
 from torch import Tensor
 
 from .. import _reduction as R
-from ._autograd import (
-    BinaryCrossEntropy,
-    BinaryCrossEntropyWithLogits,
-    CrossEntropyIndex,
-    NegativePick,
-    class_view,
-    masked_targets,
-    not_differentiable,
-    target_weights,
-)
+from ._autograd import BinaryCrossEntropy, BinaryCrossEntropyWithLogits, apply, not_differentiable
+from ._ce import CrossEntropy, class_loss, prob_loss, target_weights, with_targets
 
 __all__ = [
     "binary_cross_entropy",
@@ -35,6 +27,17 @@ __all__ = [
 ]
 
 _INDEX_DTYPES = (torch.int64, torch.uint8)
+#: inputs of more elements than this run cross entropy's backward through :class:`._ce.CrossEntropy`, which keeps
+#: no ``(N, C, …)`` tensor; smaller ones compose the primitives (cheaper per call; they keep the log-softmax, as
+#: torch does)
+LARGE = 1 << 16
+
+
+def _keeps_less(input: Tensor, weight: Tensor | None) -> bool:
+    """Whether cross entropy goes through :class:`._ce.CrossEntropy` (autograd recording a large input, or class
+    weights, which a composition would keep per position) rather than composing the primitives."""
+    return input.requires_grad and (input.numel() > LARGE or weight is not None) and torch.is_grad_enabled() and \
+        not torch.compiler.is_compiling()
 
 
 def _class_dim(input: Tensor) -> int:
@@ -83,26 +86,6 @@ def _dtype_word(dtype: torch.dtype) -> str:
             torch.bool: "Bool"}.get(dtype, str(dtype).replace("torch.", ""))
 
 
-def _valid_and_safe(target: Tensor, ignore_index: int, n_classes: int) -> tuple[Tensor | None, Tensor]:
-    """``valid = target != ignore_index`` (None when no target is ignored) and the target with ignored entries
-    set to class 0 (as int64).
-
-    Raises IndexError for any non-ignored target outside ``[0, C)``, before anything reads out of bounds. While
-    compiling, the mask is always made and the range is not checked on the host (a data-dependent branch): the
-    gather that reads the target is bounds-checked by Inductor, as torch's own compiled loss is."""
-    if torch.compiler.is_compiling():
-        return masked_targets(target, ignore_index, True)
-    if target.numel():
-        lo, hi = (int(v) for v in torch.aminmax(target))  # one pass: the common case needs no masks
-        if 0 <= lo and hi < n_classes and not lo <= ignore_index <= hi:
-            return masked_targets(target, ignore_index, False)
-    valid = target != ignore_index
-    bad = valid & ((target < 0) | (target >= n_classes))
-    if bool(bad.any()):
-        raise IndexError(f"Target {int(target[bad][0])} is out of bounds.")
-    return masked_targets(target, ignore_index, True)
-
-
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
              ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean") -> Tensor:
     """Negative log likelihood ``ℓ_i = -w[y_i]·x[i, y_i]``; ``mean`` divides by ``Σ_i w[y_i]`` over non-ignored
@@ -110,10 +93,13 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     reduction = R.resolve(reduction, size_average, reduce)
     target = _check_class_target(input, target, weight)
     _weight_not_differentiable(input, weight)
-    valid, safe = _valid_and_safe(target, ignore_index, input.size(_class_dim(input)))
-    loss = NegativePick.apply(input, target, weight, ignore_index, valid is not None)
-    w = target_weights(valid, safe, weight, input.dtype)
-    return R.reduce_weighted(loss, reduction, loss.numel() if w is None else w)
+    cdim = _class_dim(input)
+
+    def run(valid: Tensor | None, classes: Tensor) -> Tensor:
+        loss, wy = class_loss(input, classes, valid, weight, 0.0, cdim)
+        return R.reduce_weighted(loss, reduction, wy)
+
+    return with_targets(run, input, target, ignore_index, input.size(cdim))
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: bool | None = None,
@@ -134,10 +120,18 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     _weight_not_differentiable(input, weight)
     if label_smoothing > 0.0:
         _check_smoothing(label_smoothing)
-    valid, safe = _valid_and_safe(target, ignore_index, input.size(_class_dim(input)))
-    w = target_weights(valid, safe, weight, input.dtype)
-    loss = CrossEntropyIndex.apply(input, safe, valid, w, weight, max(label_smoothing, 0.0))  # float64
-    return R.reduce_weighted(loss, reduction, loss.numel() if w is None else w).to(input.dtype)
+    cdim, eps = _class_dim(input), max(label_smoothing, 0.0)
+    custom = _keeps_less(input, weight)
+
+    def run(valid: Tensor | None, classes: Tensor) -> Tensor:
+        if custom:
+            loss = CrossEntropy.apply(input, classes, valid, weight, eps, cdim, False)
+            wy = target_weights(classes, valid, weight, input.dtype)
+        else:
+            loss, wy = class_loss(torch.log_softmax(input, cdim), classes, valid, weight, eps, cdim)
+        return R.reduce_weighted(loss, reduction, wy)
+
+    return with_targets(run, input, target, ignore_index, input.size(cdim))
 
 
 def _weight_not_differentiable(input: Tensor, weight: Tensor | None) -> None:
@@ -159,21 +153,17 @@ def _cross_entropy_probs(input: Tensor, target: Tensor, weight: Tensor | None, r
         raise RuntimeError("ignore_index is not supported for floating point target")
     n_classes = input.size(cdim) if input.dim() else 1
     _check_weight(weight, input, n_classes, "cross_entropy: ")
-    logp = torch.log_softmax(input, cdim)
     if eps > 0.0:
         _check_smoothing(eps)
-        target = target * (1 - eps) + eps / n_classes
-    terms = logp * target
-    if weight is not None:
-        terms = terms * class_view(weight, terms, cdim)
-    if reduction == "none":
-        return -terms.sum(cdim)
-    total = -terms.sum()
-    if reduction == "sum":
-        return total
+    if _keeps_less(input, weight) and not target.requires_grad:  # the Function has no gradient for the target
+        loss = CrossEntropy.apply(input, target, None, weight, eps, cdim, True)
+    else:
+        loss = prob_loss(torch.log_softmax(input, cdim), target, weight, eps, cdim)
+    if reduction == "none" or reduction == "sum":
+        return R.reduce(loss, reduction)
     if input.numel() == 0:
-        return total.fill_(math.nan)
-    return total / (input.numel() // n_classes)
+        return loss.sum().fill_(math.nan)
+    return loss.sum() / (input.numel() // n_classes)
 
 
 def _reduce_by_count(loss: Tensor, reduction: str) -> Tensor:
@@ -199,11 +189,11 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
             raise RuntimeError(f"weight of shape {list(weight.shape)} does not match the input's {list(input.shape)}")
     not_differentiable("binary_cross_entropy", weight=weight)
     for name, t in (("input", input), ("target", target)):
-        if torch.compiler.is_compiling():  # a data-dependent host check; torch's compiled BCE skips it too
+        if not R.host(t):  # a data-dependent host check (torch's kernels check on the device)
             break
         if not bool(((t >= 0) & (t <= 1)).all()):
             raise RuntimeError(f"all elements of {name} should be between 0 and 1")
-    loss = BinaryCrossEntropy.apply(input, target)
+    loss = apply(BinaryCrossEntropy, input, target)
     if weight is not None:
         loss = loss * weight
     return _reduce_by_count(loss, reduction)
@@ -227,7 +217,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     dtype = torch.promote_types(input.dtype, target.dtype)  # torch multiplies the weights in place: loss dtype
     if pos_weight is not None:
         pos_weight = pos_weight.to(dtype)
-    loss = BinaryCrossEntropyWithLogits.apply(input, target, pos_weight)
+    loss = apply(BinaryCrossEntropyWithLogits, input, target, pos_weight)
     if weight is not None:
         loss = loss * weight.to(dtype)
     return _reduce_by_count(loss, reduction)
@@ -279,7 +269,7 @@ def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: 
         var = torch.full_like(input, var)
     elif not isinstance(var, Tensor):
         raise TypeError(f"var must be a Tensor or a float, got {type(var).__name__}")
-    elif not torch.compiler.is_compiling() and bool((var < 0).any()):  # data-dependent: eager only
+    elif R.host(var) and bool((var < 0).any()):  # data-dependent: eager CPU only
         raise ValueError("var has negative entry/entries")
     if var.size() != input.size():
         if input.size()[:-1] == var.size():

@@ -51,6 +51,10 @@ def _pieces(*tensors: Tensor) -> list[tuple[Tensor, ...]]:
     return list(zip(*(t.split(max(1, _CHUNK // max(1, row))) for t in tensors), strict=True))
 
 
+#: inputs of at most this many elements compose the primitives when autograd records (cheaper per call; they
+#: keep the difference for backward), larger ones go through :class:`_ClampedQuadratic`, which keeps nothing
+_SMALL = 1 << 16
+
 _SCRATCH = threading.local()
 
 
@@ -86,15 +90,13 @@ class _ClampedQuadratic(torch.autograd.Function):
                 dtype: torch.dtype) -> Tensor:
         ctx.save_for_backward(x, y)
         ctx.a, ctx.k, ctx.scale = a, k, R.grad_scale(reduction, x.numel())
-        if torch.compiler.is_compiling():  # no scratch buffers (state Dynamo cannot see): Inductor fuses anyway
-            return _quadratic_whole(x, y, a, k, reduction, dtype)
         return _quadratic_pieces(x, y, a, k, reduction, dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, y = ctx.saved_tensors
         a, k = ctx.a, ctx.k
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():  # double backward, or traced: one expression
+        if torch.is_grad_enabled():  # double backward: differentiable ops
             c = d = x - y
             if k is not None:
                 c = torch.where(d.abs() < k, d, torch.where(d.isnan(), d.detach(), d.sign() * k))
@@ -143,16 +145,19 @@ def _quadratic_pieces(x: Tensor, y: Tensor, a: float, k: float | None, reduction
     return total * factor if factor != 1 else total
 
 
-def _quadratic_whole(x: Tensor, y: Tensor, a: float, k: float | None, reduction: str, dtype: torch.dtype) -> Tensor:
-    """The same forward on whole tensors, in the same op order (traced under ``torch.compile``)."""
-    factor = a / 2 if k is None else a
-    d = x - y
-    loss = d * d if k is None else (d - 0.5 * d.clamp(-k, k)) * d.clamp(-k, k)
-    if reduction == "none":
-        return (loss * factor if factor != 1 else loss).to(dtype)
-    total = loss.to(dtype).sum(dtype=torch.promote_types(dtype, torch.float32))
-    total = (total / x.numel() if reduction == "mean" else total).to(dtype)
-    return total * factor if factor != 1 else total
+def quadratic(d: Tensor, a: float, k: float | None) -> Tensor:
+    """The elementwise loss of :class:`_ClampedQuadratic`, composed of differentiable primitives (small inputs, no
+    gradient, or traced by ``torch.compile``): ``a·c·(d - ½c)``, ``c = clamp(d, -k, k)``; ``(a/2)·d²`` without k."""
+    if k is None:
+        loss = d * d
+        return loss if a == 2 else loss * (a / 2)
+    if not d.requires_grad:
+        c = d.clamp(-k, k)
+        loss = torch.sub(d, c, alpha=0.5).mul_(c)
+    else:  # c' = [|d| < k] strictly, torch's second derivative at |d| = k (clamp's would be 1 there)
+        c = torch.where(d.abs() < k, d, d.clamp(-k, k).detach())
+        loss = (d - 0.5 * c) * c
+    return loss if a == 1 else loss * a
 
 
 def _clamped_quadratic(name: str, input: Tensor, target: Tensor, a: float, k: float | None, reduction: str,
@@ -160,13 +165,21 @@ def _clamped_quadratic(name: str, input: Tensor, target: Tensor, a: float, k: fl
     """Run :class:`_ClampedQuadratic` with torch's dtype rules: computed in the promoted dtype, returned in it
     (mse, smooth L1) or in ``input``'s dtype (huber); integer results raise ``NotImplementedError`` (no kernel),
     a floating result that cannot be cast to an integer input's dtype ``RuntimeError``."""
-    common = R.result_type(input, target)
-    out = input.dtype if keep_input_dtype else common
-    if not R.can_cast(common, out):
-        raise RuntimeError(f"{name}: result type {common} can't be cast to the desired output type {out}")
-    if not out.is_floating_point:
-        raise NotImplementedError(f"{name} is not implemented for {out} inputs")
-    x, y = R.broadcast(input.to(common), target.to(common))
+    if input.dtype == target.dtype and input.is_floating_point():  # the common case: nothing to promote
+        x, y, out = input, target, input.dtype
+    else:
+        common = R.result_type(input, target)
+        out = input.dtype if keep_input_dtype else common
+        if not R.can_cast(common, out):
+            raise RuntimeError(f"{name}: result type {common} can't be cast to the desired output type {out}")
+        if not out.is_floating_point:
+            raise NotImplementedError(f"{name} is not implemented for {out} inputs")
+        x, y = input.to(common), target.to(common)
+    if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad) and x.numel() > _SMALL) or \
+            torch.compiler.is_compiling():
+        loss = quadratic(x - y, a, k)
+        return _weighted(loss if loss.dtype == out else loss.to(out), input, weight, reduction, mean_by_weight)
+    x, y = R.broadcast(x, y)
     if weight is None:
         return _ClampedQuadratic.apply(x, y, a, k, reduction, out)
     loss = _ClampedQuadratic.apply(x, y, a, k, "none", out)

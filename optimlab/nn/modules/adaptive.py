@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.nn import Linear, Module, ModuleList, Sequential
 
+from .. import _reduction as R
 from ..functional.adaptive import adaptive_log_prob, adaptive_target_log_prob
 
 __all__ = ["AdaptiveLogSoftmaxWithLoss"]
@@ -83,7 +84,7 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         head_output = self.head(input)
         output = torch.argmax(head_output, dim=1)
         not_in_shortlist = output >= self.shortlist_size
-        if not torch.compiler.is_compiling() and not bool(not_in_shortlist.any()):
+        if R.host(output) and not bool(not_in_shortlist.any()):
             return output
         full = adaptive_log_prob(input, head_output, list(self.tail), self.cutoffs)
         return torch.where(not_in_shortlist, torch.argmax(full, dim=1), output)

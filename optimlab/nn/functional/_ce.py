@@ -1,0 +1,152 @@
+"""Cross entropy, stated once: the per-position loss from log-probabilities, its gradient from probabilities, and
+the class-index targets (``ignore_index`` and range checks). Used by ``cross_entropy`` and ``nll_loss``, the chunks
+of ``linear_cross_entropy`` and ``softmax_focal_loss``; classes on any dimension ``cdim``.
+
+Class indices: ``ℓ = Σ_c a_c·(-logp_c)`` with ``a = h·e_y + v·ε/C·w``, ``h = (1-ε)·w_y·v`` (``w`` the class
+weights, 1 without; ``v`` 0 where the target is ignored), so ``∂(g·ℓ)/∂x = g·(A·p - a)``, ``A = Σ_c a_c``,
+``p = softmax(x)``. Probabilities: ``a = w·((1-ε)·t + ε/C)``, the same gradient."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+T = TypeVar("T")
+
+
+def pick(t: Tensor, index: Tensor, cdim: int) -> Tensor:
+    """``t`` at class ``index`` along ``cdim`` (shaped like ``index``)."""
+    return t.gather(cdim, index.unsqueeze(cdim)).squeeze(cdim)
+
+
+def class_view(weight: Tensor, ndim: int, cdim: int) -> Tensor:
+    """Per-class ``weight`` shaped to broadcast along dimension ``cdim`` of an ``ndim``-dimensional tensor."""
+    shape = [1] * ndim
+    shape[cdim] = weight.numel()
+    return weight.view(shape)
+
+
+def target_weights(target: Tensor, valid: Tensor | None, weight: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """Per-position ``w_y·v`` (what ``mean`` divides by); None when all are 1."""
+    if weight is None:
+        return None if valid is None else valid.to(dtype)
+    wy = weight.take(target)
+    return wy if valid is None else wy * valid
+
+
+def class_loss(logp: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
+               cdim: int) -> tuple[Tensor, Tensor | None]:
+    """Per-position ``ℓ = h·(-logp_y) + v·ε/C·Σ_c w_c·(-logp_c)`` (0 where ignored, even for a NaN input), and
+    ``w_y·v`` (None when all 1). ``target`` holds classes in range (ignored ones replaced by any valid class)."""
+    picked = pick(logp, target, cdim)
+    wy = target_weights(target, valid, weight, logp.dtype)
+    loss = picked.neg() if wy is None else picked * wy.neg()
+    if eps > 0.0:
+        smooth = (logp if weight is None else logp * class_view(weight, logp.dim(), cdim)).sum(cdim)
+        loss = (1 - eps) * loss - (eps / logp.size(cdim)) * smooth
+    return (loss if valid is None else torch.where(valid, loss, 0.0)), wy
+
+
+def prob_loss(logp: Tensor, target: Tensor, weight: Tensor | None, eps: float, cdim: int) -> Tensor:
+    """Per-position ``ℓ = -Σ_c w_c·((1-ε)·t_c + ε/C)·logp_c`` (torch's order and dtype promotion)."""
+    if eps > 0.0:
+        target = target * (1 - eps) + eps / logp.size(cdim)
+    terms = logp * target
+    return -(terms if weight is None else terms * class_view(weight, terms.dim(), cdim)).sum(cdim)
+
+
+def class_grad(p: Tensor, g: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
+               cdim: int, inplace: bool) -> Tensor:
+    """``g·(A·p - a)`` for class indices (``inplace``: on ``p``'s buffer, when no graph is recorded)."""
+    if valid is not None:  # an ignored target gets 0, even where the incoming gradient is inf/NaN
+        g = torch.where(valid, g, 0.0)
+    hard = g if weight is None else g * weight.take(target)
+    total = hard if eps == 0.0 else (1 - eps) * hard + g * (eps * (1.0 if weight is None else
+                                                                     weight.sum() / p.size(cdim)))
+    scale = total.unsqueeze(cdim)
+    dp = p.mul_(scale) if inplace else p * scale
+    if eps > 0.0:
+        uniform = (eps / p.size(cdim)) * g.unsqueeze(cdim)
+        if weight is not None:
+            uniform = uniform * class_view(weight, p.dim(), cdim)
+        dp = dp.sub_(uniform) if inplace else dp - uniform
+        hard = (1 - eps) * hard
+    src, index = hard.neg().unsqueeze(cdim), target.unsqueeze(cdim)
+    return dp.scatter_add_(cdim, index, src) if inplace else dp.scatter_add(cdim, index, src)
+
+
+def prob_grad(p: Tensor, g: Tensor, target: Tensor, weight: Tensor | None, eps: float, cdim: int,
+              inplace: bool) -> Tensor:
+    """``g·(A·p - a)`` for class probabilities."""
+    if eps > 0.0:
+        target = target * (1 - eps) + eps / p.size(cdim)
+    a = (target if weight is None else target * class_view(weight, p.dim(), cdim)) * g.unsqueeze(cdim)
+    total = a.sum(cdim, keepdim=True)
+    return p.mul_(total).sub_(a) if inplace else p * total - a
+
+
+def checked_targets(target: Tensor, ignore_index: int, n_classes: int) -> tuple[Tensor, Tensor]:
+    """``valid = target != ignore_index`` and the int64 classes with ignored entries set to 0; raises torch's
+    IndexError for a non-ignored class outside ``[0, C)`` (reads the data: eager CPU only)."""
+    valid = target != ignore_index
+    bad = valid & ((target < 0) | (target >= n_classes))
+    if bool(bad.any()):
+        raise IndexError(f"Target {int(target[bad][0])} is out of bounds.")
+    return valid, target.masked_fill(~valid, 0).long()
+
+
+def with_targets(fn: Callable[[Tensor | None, Tensor], T], x: Tensor, target: Tensor, ignore_index: int,
+                 n_classes: int) -> T:
+    """``fn(valid, classes)`` with ``valid`` None when no target can be ignored.
+
+    Eager CPU reads nothing from the targets in the common case: with ``ignore_index`` outside ``[0, C)`` the
+    targets are used as they are, and a failed gather (an ignored or out-of-range target) retries through
+    :func:`checked_targets`, which raises torch's IndexError or masks. Elsewhere (another device, or under
+    ``torch.compile``) nothing is read on the host: the ignored entries are masked on the device, and the gather
+    checks the range there, as torch's kernels do."""
+    host = x.device.type == "cpu" and not torch.compiler.is_compiling()
+    if host and not 0 <= ignore_index < n_classes:
+        try:
+            return fn(None, target.long())
+        except (RuntimeError, IndexError):
+            pass
+    return fn(*masked_targets(target, ignore_index, n_classes))
+
+
+def masked_targets(target: Tensor, ignore_index: int, n_classes: int) -> tuple[Tensor, Tensor]:
+    """``valid`` and the classes with ignored entries set to 0: through :func:`checked_targets` on eager CPU, else
+    masked on the device without a range check (the gather checks it there, as torch's kernels do)."""
+    if target.device.type == "cpu" and not torch.compiler.is_compiling():
+        return checked_targets(target, ignore_index, n_classes)
+    valid = target != ignore_index
+    return valid, target.masked_fill(~valid, 0).long()
+
+
+class CrossEntropy(torch.autograd.Function):
+    """Per-position cross entropy of logits ``x`` (:func:`class_loss`, or :func:`prob_loss` for probabilities
+    ``target``) whose backward recomputes ``softmax(x)``: autograd keeps ``x`` and per-position vectors, not the
+    ``(N, C, …)`` log-softmax a composition keeps (the large-input path; small inputs compose the primitives).
+    The backward is written with differentiable ops, so double backward works."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
+                cdim: int, probs: bool) -> Tensor:
+        ctx.save_for_backward(x, target, valid, weight)
+        ctx.eps, ctx.cdim, ctx.probs = eps, cdim, probs
+        logp = torch.log_softmax(x, cdim)
+        if probs:
+            return prob_loss(logp, target, weight, eps, cdim)
+        return class_loss(logp, target, valid, weight, eps, cdim)[0]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, target, valid, weight = ctx.saved_tensors
+        graph = torch.is_grad_enabled()  # create_graph: out of place, so autograd sees softmax's dependence on x
+        p = torch.softmax(x, ctx.cdim)
+        if ctx.probs:
+            return prob_grad(p, grad, target, weight, ctx.eps, ctx.cdim, not graph), None, None, None, None, None, None
+        gx = class_grad(p, grad, target, valid, weight, ctx.eps, ctx.cdim, not graph)
+        return gx, None, None, None, None, None, None
