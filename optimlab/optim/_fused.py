@@ -102,13 +102,12 @@ VARIANTS = 4
 #: in those checks (torch 2.14: ``NameError`` at the first call), hence the second entry.
 #: ``cpp.vec_isa_ok``: take the vector ISAs that /proc/cpuinfo lists instead of building and loading a probe
 #: program per ISA (~8 s on a fresh cache); if the compiler then cannot build for them, the compile fails and
-#: the next entry (or the unfused path) is used. ``force_pointwise_cat``: :class:`_Hoist`'s row of scalars is
+#: the unfused path is used (a build failure ends the ladder: the entries differ only in the wrapper). ``force_pointwise_cat``: :class:`_Hoist`'s row of scalars is
 #: one small loop writing one buffer. ``unroll_reductions_threshold``: the barriers (:class:`_Hoist`) are
 #: 2-element reductions, which Inductor otherwise unrolls into every loop that reads them, undoing the barrier
 _LADDER: tuple[dict[str, Any], ...] = (
     {"size_asserts": False, "cpp.vec_isa_ok": True, "force_pointwise_cat": True, "unroll_reductions_threshold": 1},
     {"size_asserts": True, "cpp.vec_isa_ok": True, "force_pointwise_cat": True, "unroll_reductions_threshold": 1},
-    {"size_asserts": True, "force_pointwise_cat": True, "unroll_reductions_threshold": 1},
 )
 _failed: set[str] = set()
 _warned: set[str] = set()
@@ -628,9 +627,9 @@ def _compile(rule: Callable[..., Any], consts: dict[str, Any], values: dict[str,
                 full = _compat.compile_graph(gm, fakes, {"post_grad_custom_post_pass": _compat.graph_pass(_Hoist()),
                                                          **config, **(_EAGER_FMA_INDUCTOR if rule_spec.eager_fma
                                                                       else {})})
-            except Exception as err:  # noqa: BLE001 - this setting cannot build here: the next one
-                errors.append(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
-                continue
+            except Exception as err:  # noqa: BLE001 - nothing builds here (the settings differ only past the build)
+                raise RuntimeError(f"{rule.__name__}: {type(err).__name__}: "
+                                   f"{str(err).splitlines()[0] if str(err) else ''}") from err
         kernel = _Direct(full)
         problem = _probe(kernel, body([]), spec, device, values)
         if problem is None:
