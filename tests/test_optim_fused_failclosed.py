@@ -41,7 +41,8 @@ def _run(name: str, kw: dict, steps: int, inf_step: int | None, after_first_chun
         grads = [torch.randn(p.shape, generator=gen) for p in a]
         for k, (opt, ps) in enumerate(((ours, a), (ref, b))):
             for p, g in zip(ps, grads, strict=True):
-                p.grad = g * (float("inf") if t == inf_step and p is ps[0] else 1.0) * (64.0 if amp else 1.0)
+                inf = amp and t == inf_step and p is ps[0]  # (an inf step only where a GradScaler skips it)
+                p.grad = g * (float("inf") if inf else 1.0) * (64.0 if amp else 1.0)
             if scalers:
                 scalers[k].step(opt)
                 scalers[k].update()
