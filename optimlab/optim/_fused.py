@@ -61,6 +61,7 @@ of torch's private internals is in :mod:`._compat`, loaded on the first build.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import functools
 import inspect
@@ -102,9 +103,10 @@ VARIANTS = 4
 #: in those checks (torch 2.14: ``NameError`` at the first call), hence the second entry.
 #: ``cpp.vec_isa_ok``: take the vector ISAs that /proc/cpuinfo lists instead of building and loading a probe
 #: program per ISA (~8 s on a fresh cache); if the compiler then cannot build for them, the compile fails and
-#: the unfused path is used (a build failure ends the ladder: the entries differ only in the wrapper). ``force_pointwise_cat``: :class:`_Hoist`'s row of scalars is
-#: one small loop writing one buffer. ``unroll_reductions_threshold``: the barriers (:class:`_Hoist`) are
-#: 2-element reductions, which Inductor otherwise unrolls into every loop that reads them, undoing the barrier
+#: the unfused path is used (a build failure ends the ladder: the entries differ only in the wrapper).
+#: ``force_pointwise_cat``: :class:`_Hoist`'s row of scalars is one small loop writing one buffer.
+#: ``unroll_reductions_threshold``: the barriers (:class:`_Hoist`) are 2-element reductions, which Inductor
+#: otherwise unrolls into every loop that reads them, undoing the barrier
 _LADDER: tuple[dict[str, Any], ...] = (
     {"size_asserts": False, "cpp.vec_isa_ok": True, "force_pointwise_cat": True, "unroll_reductions_threshold": 1},
     {"size_asserts": True, "cpp.vec_isa_ok": True, "force_pointwise_cat": True, "unroll_reductions_threshold": 1},
@@ -999,6 +1001,25 @@ def _arg_names(rule: Callable[..., Any]) -> list[str]:
     return list(inspect.signature(rule).parameters)
 
 
+class _HostRow:
+    """A float64 row on ``device`` fed from a Python ``array`` (``torch.frombuffer`` shares its memory): writing
+    new values costs no tensor allocation on the CPU, one small copy elsewhere; ``views`` are its 1-element
+    slices, the kernels' inputs."""
+
+    __slots__ = ("host", "data", "row", "views")
+
+    def __init__(self, n: int, device: torch.device) -> None:
+        self.host = array.array("d", bytes(8 * n))
+        self.data = torch.frombuffer(self.host, dtype=torch.float64)
+        self.row = self.data if device.type == "cpu" else torch.zeros(n, dtype=torch.float64, device=device)
+        self.views = [self.row[i:i + 1] for i in range(n)]
+
+    def write(self, values: Sequence[float]) -> None:
+        self.host[:] = array.array("d", values)
+        if self.row is not self.data:  # (staged before the call returns: the host array may change after)
+            self.row.copy_(self.data, non_blocking=True)
+
+
 class _Plan:
     """One group's compiled calls, kept across steps while nothing they were built from changes: the kernel
     and flat argument list of every chunk, with the gradient positions to fill in each step.
@@ -1026,16 +1047,18 @@ class _Plan:
         #: the guards of its kernels on the runtime hyperparameters (:class:`Knob`)
         self.guards: tuple[Any, ...] = ()
         #: the last hyperparameter row passed, with its values
-        self.row: tuple[tuple[float, ...], list[Tensor]] = ((), [])
+        self.row: tuple[tuple[float, ...], Any] = ((), None)
 
     def row_for(self, values: dict[str, float], knobs: tuple[str, ...], device: torch.device) -> list[Tensor]:
-        """The kernels' hyperparameter inputs for these values, 1-element views of one float64 row (the last
-        ones again while the values are unchanged)."""
+        """The kernels' hyperparameter inputs for these values: 1-element views of one float64 row, kept
+        with the plan and rewritten in place when the values change (a schedule: no allocation per step)."""
         now = tuple(values[k] for k in knobs)
         if now != self.row[0]:
-            row = torch.tensor(now, dtype=torch.float64, device=device)
-            self.row = (now, [row[i:i + 1] for i in range(len(now))])
-        return self.row[1]
+            if not self.row[0] and now:
+                self.row = (now, _HostRow(len(now), device))
+            self.row[1].write(now)
+            self.row = (now, self.row[1])
+        return self.row[1].views if now else []
 
     def fits(self, key: tuple[Any, ...], lists: Sequence[Sequence[Any]], state: Any) -> bool:
         if key != self.key or state is not self.state:
