@@ -50,6 +50,31 @@ def class_loss(logp: Tensor, target: Tensor, valid: Tensor | None, weight: Tenso
     return (loss if valid is None else torch.where(valid, loss, 0.0)), wy
 
 
+def plain_loss(logp: Tensor, target: Tensor, reduction: str) -> Tensor:
+    """``-logp[i, y_i]`` reduced, for the common call (``(N, C)``, no weight, smoothing or ignored target): the
+    fewest ops (:func:`class_loss`'s values; ``-mean`` and ``mean(-·)`` round alike)."""
+    picked = logp.gather(1, target.unsqueeze(1))
+    if reduction == "mean":
+        return picked.mean().neg()
+    if reduction == "sum":
+        return picked.sum().neg()
+    return picked.squeeze(1).neg()
+
+
+def plain_call(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
+               large: bool) -> bool:
+    """Whether :func:`plain_loss` serves the call: eager CPU (a failed gather then retries the checked path, which
+    raises torch's error), ``(N, C)`` input and ``(N,)`` int64 target, no weight, an ``ignore_index`` no class
+    can equal, a plain reduction string, and not a ``large`` recorded input (the memory-saving Function's)."""
+    return (weight is None and input.dim() == 2 and target.dim() == 1 and reduction in PLAIN_REDUCTIONS
+            and target.dtype == torch.int64 and target.size(0) == input.size(0)
+            and not 0 <= ignore_index < input.size(1) and not large and input.device.type == "cpu"
+            and not torch.compiler.is_compiling())
+
+
+PLAIN_REDUCTIONS = frozenset(("mean", "sum", "none"))
+
+
 def prob_loss(logp: Tensor, target: Tensor, weight: Tensor | None, eps: float, cdim: int) -> Tensor:
     """Per-position ``ℓ = -Σ_c w_c·((1-ε)·t_c + ε/C)·logp_c`` (torch's order and dtype promotion)."""
     if eps > 0.0:
@@ -102,27 +127,26 @@ def with_targets(fn: Callable[[Tensor | None, Tensor], T], x: Tensor, target: Te
                  n_classes: int) -> T:
     """``fn(valid, classes)`` with ``valid`` None when no target can be ignored.
 
-    Eager CPU reads nothing from the targets in the common case: with ``ignore_index`` outside ``[0, C)`` the
-    targets are used as they are, and a failed gather (an ignored or out-of-range target) retries through
-    :func:`checked_targets`, which raises torch's IndexError or masks. Elsewhere (another device, or under
-    ``torch.compile``) nothing is read on the host: the ignored entries are masked on the device, and the gather
-    checks the range there, as torch's kernels do."""
-    host = x.device.type == "cpu" and not torch.compiler.is_compiling()
-    if host and not 0 <= ignore_index < n_classes:
+    Eager CPU reads nothing from the targets in the common case: the targets are used as they are (with
+    ``ignore_index`` outside ``[0, C)``) or masked, and a failed gather (an ignored or out-of-range target)
+    retries through :func:`checked_targets`, which raises torch's IndexError or masks. Elsewhere (another
+    device, or under ``torch.compile``) nothing is read on the host: the ignored entries are masked on the
+    device, and the gather checks the range there, as torch's kernels do."""
+    if x.device.type == "cpu" and not torch.compiler.is_compiling():
         try:
-            return fn(None, target.long())
+            if not 0 <= ignore_index < n_classes:
+                return fn(None, target.long())
+            return fn(*masked_targets(target, ignore_index))
         except (RuntimeError, IndexError):
-            pass
-    return fn(*masked_targets(target, ignore_index, n_classes))
+            return fn(*checked_targets(target, ignore_index, n_classes))
+    return fn(*masked_targets(target, ignore_index))
 
 
-def masked_targets(target: Tensor, ignore_index: int, n_classes: int) -> tuple[Tensor, Tensor]:
-    """``valid`` and the classes with ignored entries set to 0: through :func:`checked_targets` on eager CPU, else
-    masked on the device without a range check (the gather checks it there, as torch's kernels do)."""
-    if target.device.type == "cpu" and not torch.compiler.is_compiling():
-        return checked_targets(target, ignore_index, n_classes)
+def masked_targets(target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
+    """``valid = target != ignore_index`` and the int64 classes with ignored entries set to 0, on the device and
+    without a range check (the gather checks it there, as torch's kernels do)."""
     valid = target != ignore_index
-    return valid, target.masked_fill(~valid, 0).long()
+    return valid, (target * valid).long()
 
 
 class CrossEntropy(torch.autograd.Function):

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .. import _reduction as R
 from ._autocast import autocast_enabled
-from ._ce import class_grad, class_loss, masked_targets, prob_grad, prob_loss
+from ._ce import checked_targets, class_grad, class_loss, masked_targets, prob_grad, prob_loss
 
 __all__ = ["linear_cross_entropy"]
 
@@ -318,7 +318,8 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
                                          ce, reduction, _needs_grad(x, w, b))
     else:
         _check_class_target(target, batch, out_features)
-        valid, safe = masked_targets(target, ignore_index, classes)
+        valid, safe = (checked_targets(target, ignore_index, classes) if R.host(target) else
+                       masked_targets(target, ignore_index))
         safe = safe.reshape(x.size(0), m)
         valid = None if valid is None else valid.reshape(x.size(0), m)
         if weight is not None and torch.is_grad_enabled() and weight.requires_grad:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .. import _reduction as R
 from ._autograd import BinaryCrossEntropy, BinaryCrossEntropyWithLogits, apply, not_differentiable
-from ._ce import CrossEntropy, class_loss, prob_loss, target_weights, with_targets
+from ._ce import CrossEntropy, class_loss, plain_call, plain_loss, prob_loss, target_weights, with_targets
 
 __all__ = [
     "binary_cross_entropy",
@@ -33,11 +33,19 @@ _INDEX_DTYPES = (torch.int64, torch.uint8)
 LARGE = 1 << 16
 
 
-def _keeps_less(input: Tensor, weight: Tensor | None) -> bool:
-    """Whether cross entropy goes through :class:`._ce.CrossEntropy` (autograd recording a large input, or class
-    weights, which a composition would keep per position) rather than composing the primitives."""
-    return input.requires_grad and (input.numel() > LARGE or weight is not None) and torch.is_grad_enabled() and \
+def _large(input: Tensor) -> bool:
+    """Whether autograd records a large input: cross entropy then goes through :class:`._ce.CrossEntropy`, which
+    keeps no ``(N, C, …)`` tensor; otherwise it composes the primitives (cheaper per call)."""
+    return input.numel() > LARGE and input.requires_grad and torch.is_grad_enabled() and \
         not torch.compiler.is_compiling()
+
+
+def _keeps_less(input: Tensor, valid: Tensor | None, weight: Tensor | None) -> bool:
+    """Whether cross entropy goes through :class:`._ce.CrossEntropy`: a large recorded input, class weights or
+    ignored targets (a composition would keep ``w_y`` per position, or the mask and the masked classes, beyond
+    torch's log-softmax)."""
+    return (valid is not None or weight is not None or input.numel() > LARGE) and input.requires_grad and \
+        torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
 
 def _class_dim(input: Tensor) -> int:
@@ -90,6 +98,11 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
              ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean") -> Tensor:
     """Negative log likelihood ``ℓ_i = -w[y_i]·x[i, y_i]``; ``mean`` divides by ``Σ_i w[y_i]`` over non-ignored
     targets (NaN when every target is ignored)."""
+    if size_average is None and reduce is None and plain_call(input, target, weight, ignore_index, reduction, False):
+        try:
+            return plain_loss(input, target, reduction)
+        except (RuntimeError, IndexError):
+            pass  # an out-of-range target: the checked path raises torch's error
     reduction = R.resolve(reduction, size_average, reduce)
     target = _check_class_target(input, target, weight)
     _weight_not_differentiable(input, weight)
@@ -112,6 +125,12 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     Probabilities: ``ℓ_i = -Σ_c w_c·ỹ_ic·logp[i, c]`` with
     ``ỹ = (1-ε)·y + ε/C``; ``mean`` divides by the number of samples ``numel / C``.
     """
+    if size_average is None and reduce is None and label_smoothing == 0.0 and \
+            plain_call(input, target, weight, ignore_index, reduction, _large(input)):
+        try:
+            return plain_loss(torch.log_softmax(input, 1), target, reduction)
+        except (RuntimeError, IndexError):
+            pass  # an out-of-range target: the checked path raises torch's error
     reduction = R.resolve(reduction, size_average, reduce)
     cdim = _class_dim(input) if input.dim() else 0
     if input.shape == target.shape:
@@ -121,10 +140,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     if label_smoothing > 0.0:
         _check_smoothing(label_smoothing)
     cdim, eps = _class_dim(input), max(label_smoothing, 0.0)
-    custom = _keeps_less(input, weight)
 
     def run(valid: Tensor | None, classes: Tensor) -> Tensor:
-        if custom:
+        if _keeps_less(input, valid, weight):
             loss = CrossEntropy.apply(input, classes, valid, weight, eps, cdim, False)
             wy = target_weights(classes, valid, weight, input.dtype)
         else:
@@ -155,7 +173,7 @@ def _cross_entropy_probs(input: Tensor, target: Tensor, weight: Tensor | None, r
     _check_weight(weight, input, n_classes, "cross_entropy: ")
     if eps > 0.0:
         _check_smoothing(eps)
-    if _keeps_less(input, weight) and not target.requires_grad:  # the Function has no gradient for the target
+    if _keeps_less(input, None, weight) and not target.requires_grad:  # the Function has no gradient for the target
         loss = CrossEntropy.apply(input, target, None, weight, eps, cdim, True)
     else:
         loss = prob_loss(torch.log_softmax(input, cdim), target, weight, eps, cdim)
@@ -188,11 +206,12 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
         if weight.shape != input.shape:
             raise RuntimeError(f"weight of shape {list(weight.shape)} does not match the input's {list(input.shape)}")
     not_differentiable("binary_cross_entropy", weight=weight)
-    for name, t in (("input", input), ("target", target)):
-        if not R.host(t):  # a data-dependent host check (torch's kernels check on the device)
-            break
-        if not bool(((t >= 0) & (t <= 1)).all()):
-            raise RuntimeError(f"all elements of {name} should be between 0 and 1")
+    if R.host(input) and R.host(target) and input.numel():  # data-dependent: eager CPU only (torch's kernels
+        # check on the device); one pass per tensor and one host read; NaN fails the test, as in torch's kernel
+        lo_x, hi_x, lo_y, hi_y = torch.stack((*input.detach().aminmax(), *target.detach().aminmax())).tolist()
+        for name, lo, hi in (("input", lo_x, hi_x), ("target", lo_y, hi_y)):
+            if not (lo >= 0 and hi <= 1):
+                raise RuntimeError(f"all elements of {name} should be between 0 and 1")
     loss = apply(BinaryCrossEntropy, input, target)
     if weight is not None:
         loss = loss * weight

@@ -154,9 +154,9 @@ def quadratic(d: Tensor, a: float, k: float | None) -> Tensor:
     if not d.requires_grad:
         c = d.clamp(-k, k)
         loss = torch.sub(d, c, alpha=0.5).mul_(c)
-    else:  # c' = [|d| < k] strictly, torch's second derivative at |d| = k (clamp's would be 1 there)
-        c = torch.where(d.abs() < k, d, d.clamp(-k, k).detach())
-        loss = (d - 0.5 * c) * c
+    else:  # hardtanh's c' = [|d| < k] strictly (0 at NaN): torch's second derivative (clamp's is 1 at |d| = k)
+        c = torch.nn.functional.hardtanh(d, -k, k)
+        loss = torch.sub(d, c, alpha=0.5) * c
     return loss if a == 1 else loss * a
 
 
