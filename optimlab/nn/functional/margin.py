@@ -175,21 +175,24 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
             raise RuntimeError(f"expected weight of scalar type {input.dtype} but found {weight.dtype}")
     not_differentiable("multi_margin_loss", weight=weight)
     t = target.reshape(nframe, 1)
-    if nframe and R.host(t) and bool(((t < 0) | (t >= C)).any()):
-        raise RuntimeError(f"target out of range: class indices must lie in [0, {C})")
-    loss = apply(_MultiMargin, input.reshape(nframe, C), t, weight, p, float(margin))
+    try:  # the gather checks the range (a device-side assert off the CPU), as torch's kernel
+        loss = apply(_MultiMargin, input.reshape(nframe, C), t, weight, p, float(margin))
+    except RuntimeError:
+        if R.host(t) and bool(((t < 0) | (t >= C)).any()):  # torch's message, read only after a failure
+            raise RuntimeError(f"target out of range: class indices must lie in [0, {C})") from None
+        raise
     return R.reduce(loss if input.dim() == 2 else loss.reshape(target.shape), reduction)
 
 
 def _hinge(x: Tensor, t: Tensor, margin: float) -> Tensor:
     """``h_nj = max(0, z_nj)`` with ``z_nj = (margin - x_{n,y_n}) + x_nj`` (the kernel's op order, so ties at 0 fall
-    alike), 0 in the target's own column and where ``z`` is NaN (the kernel counts only ``z > 0``). ``relu`` keeps
-    a NaN, so NaN is cleared afterwards, in eager mode only when the cheap total shows one (a boolean ``where``
-    over ``(N, C)`` costs several relu passes on CPU)."""
-    h = torch.add(x, margin - x.gather(1, t)).scatter_(1, t, 0.0).relu_()
-    if not R.host(h) or bool(h.sum().isnan()):
-        h = h.masked_fill(h.isnan(), 0.0)
-    return h
+    alike), 0 in the target's own column and where ``z`` is NaN (the kernel counts only ``z > 0``): ``fmax``
+    against 0 drops a NaN in the same pass, with no host read."""
+    h = torch.add(x, margin - x.gather(1, t)).scatter_(1, t, 0.0)
+    if h.requires_grad:  # a double backward: relu's derivative (0 at z = 0), out of place
+        h = h.relu()
+        return h.masked_fill(h.isnan(), 0.0)
+    return torch.fmax(h, h.new_zeros(()), out=h)
 
 
 class _MultiMargin(torch.autograd.Function):
@@ -237,10 +240,10 @@ def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | N
         raise RuntimeError(f"inconsistent target size: {list(target.shape)} for input of size {list(input.shape)}")
     t = target.reshape(nframe, C)
     valid = (t < 0).cumsum(1) == 0  # entries before the first -1
-    if R.host(t):  # host-side checks and trimming: data-dependent, eager CPU only
-        if bool(((t < -1) | (t >= C)).any()):  # torch checks every entry, also those after the first -1
+    if R.host(t) and nframe:  # host-side checks and trimming: data-dependent, eager CPU only; one host read
+        lo, hi, k = torch.stack((*t.aminmax(), valid.sum(1).max())).tolist()  # k: the most targets of a sample
+        if lo < -1 or hi >= C:  # torch checks every entry, also those after the first -1
             raise RuntimeError(f"multilabel_margin_loss: target out of range: labels must lie in [0, {C}) or be -1")
-        k = int(valid.sum(1).max()) if nframe else 0  # the most targets any sample has
         t, valid = t[:, :k], valid[:, :k]
     loss = apply(_MultiLabelMargin, input.reshape(nframe, C), t.clamp_min(0), valid)
     return R.reduce(loss if input.dim() == 2 else loss.reshape(()), reduction)
@@ -262,11 +265,9 @@ class _MultiLabelMargin(torch.autograd.Function):
         # terms that must not count get -inf (a target as the "other" class, padding after -1): z > 0 is false
         x_i = x.masked_fill(hits > 0, -math.inf)
         x_j = x.gather(1, t).masked_fill(~valid, math.inf)  # (N, K)
-        h = ((1 - x_j).unsqueeze(2) + x_i.unsqueeze(1)).relu_()  # (N, K, C)
+        h = (1 - x_j).unsqueeze(2) + x_i.unsqueeze(1)  # (N, K, C)
+        h = torch.fmax(h, h.new_zeros(()), out=h)  # max(z, 0), and 0 for a NaN term (skipped, as in the kernel)
         loss = h.sum((1, 2))
-        if not R.host(loss) or bool(loss.isnan().any()):  # a NaN term is skipped, as in the kernel
-            h.masked_fill_(h.isnan(), 0.0)
-            loss = h.sum((1, 2))
         on = h > 0
         loss = loss / c
         counts = on.sum(1, dtype=x.dtype).scatter_add_(1, t, on.sum(2, dtype=x.dtype).neg_())
