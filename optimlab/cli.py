@@ -58,9 +58,10 @@ def _summarise(results: list[CaseResult]) -> list[dict[str, Any]]:
     rows = []
     for (family, comp), rs in by.items():
         failed = [r for r in rs if not r.passed]
+        skipped = sum(r.skipped for r in rs)
         rows.append({
-            "family": family, "component": comp, "configs": len(rs), "passed": len(rs) - len(failed),
-            "worst_rel": max((r.max_rel for r in rs), default=0.0),
+            "family": family, "component": comp, "configs": len(rs), "passed": len(rs) - len(failed) - skipped,
+            "skipped": skipped, "worst_rel": max((r.max_rel for r in rs), default=0.0),
             "status": "PASS" if not failed else "FAIL", "failures": failed,
         })
     return rows
@@ -83,6 +84,7 @@ def _device_or_exit(device: str) -> bool:
 
 
 def cmd_parity(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -103,22 +105,30 @@ def cmd_parity(args: argparse.Namespace) -> int:
     rows = _summarise(results)
     mode = " (optimlab under torch.compile vs torch eager)" if args.compile else ""
     table = Table(title=f"optimlab parity vs torch {torch.__version__} on {args.device}{mode}")
-    for col, just in (("family", "left"), ("component", "left"), ("configs", "right"), ("passed", "right"),
-                      ("worst rel err", "right"), ("status", "left")):
+    any_skipped = any(r.skipped for r in results)
+    cols = [("family", "left"), ("component", "left"), ("configs", "right"), ("passed", "right")]
+    cols += [("skipped", "right")] if any_skipped else []  # the column only where the installed torch needs it
+    for col, just in (*cols, ("worst rel err", "right"), ("status", "left")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for row in rows:
         status = "[green]PASS[/]" if row["status"] == "PASS" else "[red]FAIL[/]"
-        table.add_row(row["family"], row["component"], str(row["configs"]), str(row["passed"]),
-                      f"{row['worst_rel']:.2e}", status)
+        counts = [str(row["configs"]), str(row["passed"])] + ([str(row["skipped"])] if any_skipped else [])
+        table.add_row(row["family"], row["component"], *counts, f"{row['worst_rel']:.2e}", status)
     console.print(table)
     failed = [r for r in results if not r.passed]
-    exact = sum(1 for r in results if r.bitwise)
+    skipped = [r for r in results if r.skipped]
+    exact = sum(1 for r in results if r.bitwise and not r.skipped)
     console.print(f"tolerances: optimlab.parity.tolerances (bit-for-bit for {exact} of {len(results)} configs)")
+    # escape(): a case name in brackets ("[maximize]") would otherwise be read as a markup tag and vanish
+    for r in skipped:
+        console.print(f"[yellow]SKIP[/] {escape(f'{r.component}[{r.case}] {r.dtype}: {r.message}')}",
+                      markup=True, highlight=False)
     for r in failed:
-        console.print(f"[red]FAIL[/] {r.component}[{r.case}] {r.dtype} {r.device}: {r.message}", markup=True,
-                      highlight=False)
+        console.print(f"[red]FAIL[/] {escape(f'{r.component}[{r.case}] {r.dtype} {r.device}: {r.message}')}",
+                      markup=True, highlight=False)
     total = len(results)
-    console.print(f"{total - len(failed)} passed, {len(failed)} failed ({len(rows)} components)")
+    tail = f", {len(skipped)} skipped" if skipped else ""
+    console.print(f"{total - len(failed) - len(skipped)} passed, {len(failed)} failed{tail} ({len(rows)} components)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"torch": torch.__version__, "device": args.device,

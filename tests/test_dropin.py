@@ -39,7 +39,17 @@ def test_subclasses_torch_base_with_torch_signature(comp):
         # optimlab's one extension (issue 10): a trailing keyword-only fused=None where torch has no fused path
         assert params[-1] == ("fused", inspect.Parameter.KEYWORD_ONLY, None)
         params = params[:-1]
-    assert params == _params(ref.__init__)
+    ref_params = _params(ref.__init__)
+    ref_names = {p[0] for p in ref_params}
+    newer = {arg for arg, release in catalog.NEWER_API.get(f"{comp.family}:{comp.name}", {}).items()
+             if not catalog.torch_has(release)}
+    # an argument a newer torch added is offered on every torch: where the installed torch predates it, ours
+    # has exactly that one extra (keyword-only) parameter, and nothing else differs
+    assert newer.isdisjoint(ref_names)
+    extra = [p for p in params if p[0] in newer]
+    assert {p[0] for p in extra} == newer
+    assert all(p[1] == inspect.Parameter.KEYWORD_ONLY for p in extra)
+    assert [p for p in params if p[0] not in newer] == ref_params
 
 
 FUNCS = [c for c in COMPONENTS if c.functional]

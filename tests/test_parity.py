@@ -15,4 +15,6 @@ PLAN = parity.plan()
 )
 def test_parity(comp, case, dtype, device):
     res = parity.run_case(comp, case, dtype, device)
+    if res.skipped:  # the case exercises an API newer than the installed torch (catalog.Case.since)
+        pytest.skip(res.message)
     assert res.passed, f"{comp.name}[{case.name}] {res.dtype}: {res.message}"

@@ -12,6 +12,7 @@ nothing heavy and the package never binds torch's implementations at import time
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,9 @@ class Case:
     ``functional``; optim: ``groups``, ``closure``, ``model``, ``lr_tensor``, ``sparse``, ``complex``;
     sched: ``build`` (callable ``(namespace, optimizer) -> scheduler``), ``optimizer``, ``lrs``,
     ``metrics``.
+    ``since`` names the torch release that added the API the case exercises (e.g. ``"2.14"`` for
+    ``LBFGS(maximize=True)``): optimlab offers it on every torch, but there is nothing to compare against on
+    an older torch, so the parity engine reports the case as skipped there, with the reason (:func:`unmet`).
     """
 
     name: str
@@ -57,9 +61,32 @@ class Case:
     bitwise: bool = False
     dtypes: tuple[torch.dtype, ...] = (torch.float64, torch.float32)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    since: str | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.extra.get(key, default)
+
+
+def torch_has(release: str) -> bool:
+    """Whether the installed torch is ``release`` (e.g. "2.14") or newer. Local and pre-release tags
+    (2.14.1+cu130, 2.15.0a0) count as their release, so a nightly counts as the release it leads to."""
+    def parts(v: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"\d+", v.split("+")[0])[:3])
+
+    want = parts(release)
+    return parts(torch.__version__)[: len(want)] >= want
+
+
+def unmet(case: Case) -> str | None:
+    """Why ``case`` cannot be compared on the installed torch (its ``since`` is newer), or None."""
+    if case.since is None or torch_has(case.since):
+        return None
+    return f"needs torch>={case.since} (the API it exercises is new there); installed: torch {torch.__version__}"
+
+
+#: Keyword arguments optimlab's classes offer that an older torch lacks: {"family:Name": {argument: release}}.
+#: The drop-in signature test expects exactly these extra parameters where the installed torch predates them.
+NEWER_API: dict[str, dict[str, str]] = {"optim:LBFGS": {"maximize": "2.14"}}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Case, Component, FuzzArg
+from . import Case, Component, FuzzArg, torch_has
 
 _CLOSURE = {"closure": True}
 _HALF = (torch.bfloat16, torch.float16)  # half-precision parameters: still bit for bit with torch
@@ -37,6 +37,17 @@ def _lbfgs_cases() -> tuple[Case, ...]:
         "sparse": ({"max_iter": 4, "history_size": 4, "line_search_fn": "strong_wolfe"}, {"model": "sparse"}),
     }
     cases = [Case(name, kw, bitwise=True, extra={**_CLOSURE, **ex}) for name, (kw, ex) in run.items()]
+    # maximize= is new in torch 2.14 (offered here on every torch; compared where torch has it), on the mlp
+    # with bounded outputs: maximizing the plain mlp's loss runs off to inf within the 50 steps
+    bounded = {**_CLOSURE, "model": "bounded"}
+    cases += [
+        Case("maximize", {"lr": 0.1, "max_iter": 4, "history_size": 5, "maximize": True}, bitwise=True,
+             extra=bounded, since="2.14"),
+        Case("maximize-strong_wolfe", {"line_search_fn": "strong_wolfe", "max_iter": 5, "history_size": 5,
+                                       "maximize": True}, bitwise=True, extra=bounded, since="2.14"),
+        Case("maximize-false", {"lr": 0.1, "max_iter": 4, "history_size": 5, "maximize": False}, bitwise=True,
+             extra=bounded, since="2.14"),
+    ]
     cases += [
         Case("half", {"lr": 0.5, "max_iter": 4, "history_size": 3}, bitwise=True, dtypes=_HALF, extra=_CLOSURE),
         Case("negative-lr", {"lr": -1.0}, extra=_CLOSURE),
@@ -60,6 +71,11 @@ def _muon_cases() -> tuple[Case, ...]:
         "momentum-wd": {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.3},
     }
     cases = [Case(name, kw, bitwise=True, extra=mat) for name, kw in run.items()]
+    # "spectral_unclamped" is new in torch 2.14 (√(A/B), unclamped: the matrix model has tall and wide weights)
+    spectral = {"lr": 0.02, "adjust_lr_fn": "spectral_unclamped"}
+    cases += [Case("adjust-spectral_unclamped", spectral, bitwise=True, extra=mat, since="2.14"),
+              Case("adjust-spectral_unclamped/no-nesterov-wd", {**spectral, "nesterov": False, "weight_decay": 0.3},
+                   bitwise=True, extra=mat, since="2.14")]
     # fused=True (ours only: the momentum and the update compiled around the eager Newton–Schulz, each
     # distinct momentum/nesterov/weight_decay a compile) against torch's Muon, at the fused tolerance.
     # On CPU the kernels round as eager does: float32 and bfloat16 runs are bit for bit (as
@@ -68,6 +84,8 @@ def _muon_cases() -> tuple[Case, ...]:
     fused = {"ref_drop": ("fused",), "tolerance": "fused"}
     cases += [Case(f"{name}/fused", {**run[name], "fused": True}, extra={**mat, **fused})
               for name in ("default", "no-nesterov", "adjust-match_rms_adamw", "momentum-wd")]
+    cases.append(Case("adjust-spectral_unclamped/fused", {**spectral, "fused": True}, extra={**mat, **fused},
+                      since="2.14"))
     cases += [
         Case("lr-tensor/fused", {"lr": 0.02, "fused": True}, dtypes=(torch.float32,),
              extra={**mat, **fused, "lr_tensor": True}),
@@ -157,12 +175,15 @@ def _sparse_adam_cases() -> tuple[Case, ...]:
 _LBFGS = Component("optim", "LBFGS", cases=_lbfgs_cases(),
                    fuzz={"lr": FuzzArg("logfloat", 1e-2, 1.0), "history_size": FuzzArg("int", 1, 10),
                          "max_iter": FuzzArg("int", 1, 5), "line_search_fn": FuzzArg("choice",
-                                                                                     options=(None, "strong_wolfe"))},
-                   fuzz_base=Case("fuzz", {}, extra=_CLOSURE))
+                                                                                     options=(None, "strong_wolfe")),
+                         # torch 2.14's option, drawn where the installed torch has it to compare against
+                         **({"maximize": FuzzArg("bool")} if torch_has("2.14") else {})},
+                   fuzz_base=Case("fuzz", {}, extra={**_CLOSURE, "model": "bounded"}))
 _MUON = Component("optim", "Muon", cases=_muon_cases(),
                   fuzz={"lr": FuzzArg("logfloat", 1e-4, 0.1), "momentum": FuzzArg("float", 0.0, 0.99),
                         "weight_decay": FuzzArg("float", 0.0, 0.3), "nesterov": FuzzArg("bool"),
-                        "adjust_lr_fn": FuzzArg("choice", options=(None, "original", "match_rms_adamw"))},
+                        "adjust_lr_fn": FuzzArg("choice", options=(None, "original", "match_rms_adamw")
+                                                + (("spectral_unclamped",) if torch_has("2.14") else ()))},
                   fuzz_base=Case("fuzz", {}, extra={"model": "matrix"}))
 _ADAFACTOR = Component("optim", "Adafactor", cases=_adafactor_cases(),
                        fuzz={"lr": FuzzArg("logfloat", 1e-4, 1.0), "beta2_decay": FuzzArg("float", -1.0, 0.0),

@@ -145,6 +145,9 @@ class LBFGS(Optimizer):
         tolerance_change (float): tolerance on function value / parameter changes (default: 1e-9).
         history_size (int): number of (s, y) pairs kept (default: 100).
         line_search_fn (str, optional): "strong_wolfe" or None (default: None).
+        maximize (bool): maximize the objective instead of minimizing it (default: False). Keyword-only, new
+            in torch 2.14 and offered here on every torch: L-BFGS then minimizes -f (the losses and the flat
+            gradient it works with are negated; ``step`` still returns the closure's own loss).
 
     State (on the first parameter, torch's keys): ``func_evals``, ``n_iter``, ``d``, ``t``, ``old_dirs``,
     ``old_stps``, ``ro``, ``H_diag``, ``prev_flat_grad``, ``prev_loss``, and ``al`` once history is used.
@@ -152,14 +155,14 @@ class LBFGS(Optimizer):
 
     def __init__(self, params: Any, lr: float | Tensor = 1, max_iter: int = 20, max_eval: int | None = None,
                  tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
-                 line_search_fn: str | None = None) -> None:
+                 line_search_fn: str | None = None, *, maximize: bool = False) -> None:
         validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
         validate(0.0 <= lr, f"Invalid learning rate: {lr}")
         if max_eval is None:
             max_eval = max_iter * 5 // 4
         super().__init__(params, dict(lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad,
                                       tolerance_change=tolerance_change, history_size=history_size,
-                                      line_search_fn=line_search_fn))
+                                      line_search_fn=line_search_fn, maximize=maximize))
         validate(len(self.param_groups) == 1, "LBFGS doesn't support per-parameter options (parameter groups)")
         self._params: list[Tensor] = self.param_groups[0]["params"]
         self._numel_cache: int | None = None
@@ -174,8 +177,13 @@ class LBFGS(Optimizer):
             self._numel_cache = sum(p.numel() for p in self._real())
         return self._numel_cache
 
+    def _maximize(self) -> bool:
+        # .get: a group loaded from a checkpoint of torch < 2.14 (or of optimlab before it) has no "maximize"
+        return bool(self.param_groups[0].get("maximize", False))
+
     def _flat_grad(self) -> Tensor:
-        """∇f as one vector (zeros for parameters without a gradient; sparse gradients densified)."""
+        """∇f as one vector (zeros for parameters without a gradient; sparse gradients densified); -∇f when
+        maximizing."""
         parts = []
         for p in self._params:
             if p.grad is None:
@@ -183,7 +191,8 @@ class LBFGS(Optimizer):
             else:
                 v = (p.grad.to_dense() if p.grad.is_sparse else p.grad).view(-1)
             parts.append(torch.view_as_real(v).view(-1) if torch.is_complex(v) else v)
-        return torch.cat(parts, 0)
+        flat = torch.cat(parts, 0)
+        return flat.neg_() if self._maximize() else flat
 
     def _move(self, t: Any, d: Tensor) -> None:
         """x ← x + t·d."""
@@ -198,6 +207,7 @@ class LBFGS(Optimizer):
         """(f, ∇f) at x0 + t·d; the parameters are put back to x0 afterwards."""
         self._move(t, d)
         loss = float(closure())
+        loss = -loss if self._maximize() else loss
         grad = self._flat_grad()
         for p, saved in zip(self._params, x0, strict=True):
             p.copy_(saved)
@@ -212,18 +222,21 @@ class LBFGS(Optimizer):
         validate(len(self.param_groups) == 1,
                  f"Expected exactly one param_group, but got {len(self.param_groups)}", AssertionError)
         closure = torch.enable_grad()(closure)
+        if not self._params:  # nothing to optimize (an empty group): torch >= 2.14 only evaluates the closure
+            return closure()
         group = self.param_groups[0]
         lr = _to_scalar(group["lr"])  # a tensor lr stays a tensor: torch stores t (= lr) in the state
         max_iter, max_eval = group["max_iter"], group["max_eval"]
         tol_grad, tol_change = group["tolerance_grad"], group["tolerance_change"]
         line_search, history_size = group["line_search_fn"], group["history_size"]
+        sign = -1.0 if self._maximize() else 1.0  # L-BFGS minimizes sign·f
 
         state = self.state[self._params[0]]  # global state, registered on the first parameter like torch
         state.setdefault("func_evals", 0)
         state.setdefault("n_iter", 0)
 
         orig_loss = closure()
-        loss = float(orig_loss)
+        loss = sign * float(orig_loss)
         evals = 1
         state["func_evals"] += 1
         flat_grad = self._flat_grad()
@@ -284,7 +297,7 @@ class LBFGS(Optimizer):
                 if n_iter != max_iter:  # the last iteration's loss is not needed (stochastic setting)
                     with torch.enable_grad():
                         out = closure()
-                    loss = float(out)  # outside grad mode, like torch (no requires-grad warning)
+                    loss = sign * float(out)  # outside grad mode, like torch (no requires-grad warning)
                     flat_grad = self._flat_grad()
                     opt_cond = flat_grad.abs().max() <= tol_grad
                     ls_evals = 1

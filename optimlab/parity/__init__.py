@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..catalog import Case, Component, components
+from ..catalog import Case, Component, components, unmet
 from .results import CaseResult, failure
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -26,10 +26,15 @@ def engine(family: str) -> Any:
 
 def run_case(comp: Component, case: Case, dtype: torch.dtype | None, device: str = "cpu",
              steps: int | None = None, compile: bool = False, **kw: Any) -> CaseResult:
-    """Run one case; an exception inside the engine becomes a failed result, never a crash.
+    """Run one case; an exception inside the engine becomes a failed result, never a crash. A case whose
+    ``since`` the installed torch predates is not run: its result is ``skipped`` (passed), with the reason.
 
     ``compile``: optimlab's side runs under ``torch.compile`` and is held to the compiled tolerance
     rule against torch's eager run (optimizers: :mod:`.optim_compiled`; losses: their engine)."""
+    why = unmet(case)
+    if why is not None:  # e.g. an option torch added after the installed release: nothing to compare against
+        return CaseResult(comp.family, comp.name, case.name, str(dtype).replace("torch.", ""), device, True,
+                          message=why, skipped=True, kwargs=dict(case.kwargs))
     eng = engine(comp.family)
     if compile:
         kw["compile"] = True  # passed only when set: engines without a compiled path keep their signature

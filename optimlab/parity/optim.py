@@ -4,8 +4,8 @@ Each step both models see the same batch; gradients come from a real loss (mean 
 small network). After every step every parameter and every per-parameter state tensor (and the
 param_groups' hyperparameters) are compared; the first step that diverges is reported.
 
-Case ``extra`` keys: ``model`` ("mlp" | "complex" | "sparse" | "rosenbrock" | "matrix"), ``groups`` (a list of
-per-group overrides; parameters are dealt round-robin into the groups), ``lr_tensor`` (pass lr as a
+Case ``extra`` keys: ``model`` ("mlp" | "bounded" | "complex" | "sparse" | "rosenbrock" | "matrix"), ``groups``
+(a list of per-group overrides; parameters are dealt round-robin into the groups), ``lr_tensor`` (pass lr as a
 0-d tensor), ``closure`` (call ``step(closure)`` and compare the losses it returns).
 """
 
@@ -50,8 +50,11 @@ class _Rosenbrock(nn.Module):
 def make_model(kind: str, dtype: torch.dtype, device: str, seed: int = 0) -> nn.Module:
     """A small deterministic model of the given kind; the same seed gives the same weights."""
     torch.manual_seed(seed)
-    if kind == "mlp":
-        model: nn.Module = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4))
+    if kind in ("mlp", "bounded"):
+        # "bounded": the mlp with its outputs squashed into (-1, 1), so that a run that *maximizes* the loss
+        # stays finite (the plain mlp's loss grows without bound, and two runs gone to inf/NaN prove nothing)
+        head = (nn.Tanh(),) if kind == "bounded" else ()
+        model: nn.Module = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4), *head)
         model.register_parameter("unused", nn.Parameter(torch.randn(3)))  # never gets a gradient
     elif kind == "complex":
         return _Complex(torch.complex128 if dtype == torch.float64 else torch.complex64).to(device)

@@ -19,6 +19,7 @@ class CaseResult:
     first_bad_step: int | None = None  # optimizer/scheduler step (1-based) where the first mismatch appeared
     message: str = ""
     bitwise: bool = False  # checked bit for bit rather than within tolerance
+    skipped: bool = False  # not run: the installed torch lacks the API the case exercises (``message`` says why)
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
