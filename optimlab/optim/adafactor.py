@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_scalar_dtype, _to_scalar
 
-from . import _fused
+from . import _compat, _fused
 from ._rule import fused_rule
-from .optimizer import Optimizer, compiling, validate
+from .optimizer import Optimizer, validate
 
 __all__ = ["Adafactor", "adafactor_rule"]
 
@@ -138,57 +138,40 @@ class Adafactor(Optimizer):
                 if st and not torch.is_tensor(st["step"]):
                     st["step"] = torch.tensor(float(st["step"]), dtype=_get_scalar_dtype())
 
-    def _init_state(self, p: Tensor, fused: bool) -> dict[str, Any]:
+    _multi_tensor = False  # per-parameter reductions: the rule runs per tensor (``foreach`` is a rounding choice)
+
+    def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         """Lazy state: a step counter (on the parameter's device when fused) and the factored (≥2-D)
         or full (1-D) second moment."""
-        state = self.state[p]
-        if len(state) == 0:
-            if fused:
-                self._check_fused(p)
-            g = p.grad
-            assert g is not None
-            state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype(), device=p.device if fused else None)
-            if g.dim() > 1:
-                state["row_var"] = g.new_zeros([*g.shape[:-1], 1])
-                state["col_var"] = g.new_zeros([*g.shape[:-2], 1, g.shape[-1]])
-            else:
-                state["variance"] = torch.zeros_like(g, memory_format=torch.preserve_format)
+        g = p.grad
+        assert g is not None
+        state: dict[str, Any] = {"step": torch.tensor(0.0, dtype=_get_scalar_dtype(),
+                                                      device=p.device if group.get("fused") else None)}
+        if g.dim() > 1:
+            state["row_var"] = g.new_zeros([*g.shape[:-1], 1])
+            state["col_var"] = g.new_zeros([*g.shape[:-2], 1, g.shape[-1]])
+        else:
+            state["variance"] = torch.zeros_like(g, memory_format=torch.preserve_format)
         return state
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One Adafactor step over every group; returns the closure's loss when a closure is given."""
-        self._accelerator_graph_capture_health_check()
+        _compat.capture_health_check(self)
         loss = self._eval_closure(closure)
         for group in self.param_groups:
-            params = []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                validate(not torch.is_complex(p), "Adafactor does not support complex parameters", RuntimeError)
-                validate(not p.grad.is_sparse, "Adafactor does not support sparse gradients", RuntimeError)
-                params.append(p)
+            for p in group["params"]:  # torch's checks, in its order
+                if p.grad is not None:
+                    validate(not torch.is_complex(p), "Adafactor does not support complex parameters", RuntimeError)
+                    validate(not p.grad.is_sparse, "Adafactor does not support sparse gradients", RuntimeError)
+            params, grads, moments, steps = self._collect(group, self._init_state, ("row_var", "col_var", "variance"))
             if not params:
                 continue
-            states = [self._init_state(p, bool(group.get("fused"))) for p in params]
-            grads = self._grads(params, group["maximize"])
             eps1, eps2 = group["eps"]
             if eps1 is None:  # torch takes the first parameter's dtype for the whole group
                 eps1 = torch.finfo(params[0].dtype).eps
-            lr = _to_scalar(group["lr"])  # a tensor lr stays a tensor: torch's rounding
-            hyper = dict(beta2_decay=group["beta2_decay"], eps1=eps1, eps2=eps2, d=group["d"],
-                         weight_decay=group["weight_decay"], foreach=bool(group["foreach"]))
-            if _fused.active(group, params):  # the compiled rule advances the counters itself
-                moments = [[st.get(k) for st in states] for k in ("row_var", "col_var", "variance")]
-                _fused.apply(self, adafactor_rule, group, [params, grads, *moments, [st["step"] for st in states]],
-                             {"lr": lr, **hyper})
-                continue
-            if self._skip(group):  # GradScaler's contract on the unfused fallback of fused=True
-                continue
-            grads = self._unscale(group, grads)
-            for st in states:
-                st["step"] += 1
-            for p, g, st in zip(params, grads, states, strict=True):
-                adafactor_rule(p, g, st.get("row_var"), st.get("col_var"), st.get("variance"),
-                               st["step"] if compiling() else st["step"].item(), lr=lr, **hyper)
+            # a tensor lr stays a tensor: torch's rounding; the compiled fused rule advances the counters itself
+            self._apply(adafactor_rule, group, [params, grads, *moments, self._count(group, steps)],
+                        lr=_to_scalar(group["lr"]), beta2_decay=group["beta2_decay"], eps1=eps1, eps2=eps2,
+                        d=group["d"], weight_decay=group["weight_decay"], foreach=bool(group["foreach"]))
         return loss

@@ -116,7 +116,7 @@ class Adagrad(Optimizer):
                     self._check_fused(p)
                 self._need_device_dtype_check_for_fused = False
             params, grads, (sums,), steps = self._collect(group, self._init_state, ("sum",), sparse_ok=True)
-            if not params or self._skip(group):
+            if not params:
                 continue
             if group["fused"]:
                 validate(not any(g.is_sparse for g in grads), "`fused` does not support sparse grad or complex param",

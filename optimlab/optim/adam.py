@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _compat
 from ._many import Many, maximum_
 from .optimizer import Optimizer, compiling, use_grad_for_differentiable, validate, validate_common
 
@@ -126,14 +127,14 @@ class Adam(Optimizer):
     @use_grad_for_differentiable
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One Adam step over every group; returns the closure's loss when a closure is given."""
-        self._accelerator_graph_capture_health_check()
+        _compat.capture_health_check(self)
         loss = self._eval_closure(closure)
         for group in self.param_groups:
             params, grads, (m, v, vmax), steps = self._collect(
                 group, self._init_state, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
                 sparse_error=f"{type(self).__name__} does not support sparse gradients, please consider SparseAdam "
                              "instead")
-            if not params or self._skip(group):
+            if not params:
                 continue
             tensor = group["capturable"] or group["differentiable"] or compiling()
             beta1, beta2 = group["betas"]

@@ -31,8 +31,11 @@ Flags every elementwise algorithm shares, handled here once:
     foreach: ``None`` picks torch's default (multi-tensor on accelerators, not when differentiable);
         the multi-tensor path runs the *same* rule on :class:`~._many.Many` lists (:meth:`_apply`).
     fused: accepted where torch accepts it, validated like torch (floating point params on a fused
-        device, not with ``foreach``/``differentiable``); it runs the same rule on ``Many`` lists and
-        honours GradScaler's ``grad_scale``/``found_inf``.
+        device, not with ``foreach``/``differentiable``); it runs the same rule compiled (:mod:`._fused`),
+        or unfused where it cannot (no compiler, an outer ``torch.compile``, tensor subclasses such as DTensor).
+    GradScaler: an optimizer that advertises ``_step_supports_amp_scaling`` gets ``grad_scale``/``found_inf``
+        and must unscale and skip itself; every path does so here, in :meth:`_collect` (:meth:`_amp_gate`),
+        :meth:`_count` and :meth:`_apply`, so no algorithm handles them (the compiled fused path in its kernel).
     capturable / differentiable: the step count stays a tensor and the rule takes its tensor branch
         (capturable is only valid on accelerators, as in torch); ``differentiable`` runs the step
         with autograd on, so gradients flow through ``step()``.
@@ -139,6 +142,8 @@ class Optimizer(torch.optim.Optimizer):
 
     #: torch's multi-tensor paths refuse ``differentiable=True`` (AssertionError), except SGD's.
     _foreach_differentiable: bool = False
+    #: whether the rule also runs on :class:`Many` lists (False: per tensor only, e.g. Adafactor's reductions)
+    _multi_tensor: ClassVar[bool] = True
 
     #: group keys that older checkpoints may lack, filled in on load (torch's ``__setstate__``)
     _group_defaults: ClassVar[tuple[tuple[str, Any], ...]] = ()
@@ -237,7 +242,9 @@ class Optimizer(torch.optim.Optimizer):
                     self._init(group, init, p)
         if differentiable and any(isinstance(st.get("step"), Tensor) and st["step"].requires_grad for st in dicts):
             raise RuntimeError("`requires_grad` is not supported for `step` in differentiable mode")
-        grads = self._unscale(group, self._grads(params, group.get("maximize", False)))
+        if not self._amp_gate(group, params):  # GradScaler found inf/NaN: nothing to update
+            return [], [], [[] for _ in keys], []
+        grads = self._grads(params, group.get("maximize", False))
         steps = list(map(dict.__getitem__, dicts, repeat("step"))) if params and "step" in dicts[0] else []
         if not any(map(Tensor.is_complex, params)):  # (map: the loops run in C)
             return params, grads, [list(map(dict.get, dicts, repeat(k))) for k in keys], steps
@@ -252,22 +259,45 @@ class Optimizer(torch.optim.Optimizer):
                 self._check_fused(p)
             st.update(init(p, group))
 
-    def _unscale(self, group: dict[str, Any], grads: list[Tensor]) -> list[Tensor]:
-        """GradScaler's contract for fused optimizers: divide by ``grad_scale`` (the update is
-        skipped by :meth:`_skip` when ``found_inf``). The compiled fused path (:mod:`._fused`)
-        divides inside its kernel instead, so there the gradients pass through."""
-        scale = getattr(self, "grad_scale", None)
-        if group.get("fused") and scale is not None and not _fused.active(group):
-            return [g / scale.to(g.device) for g in grads]
-        return grads
+    def _amp(self, group: dict[str, Any],
+             params: Sequence[Tensor] | None = None) -> tuple[Tensor | None, Tensor | None]:
+        """GradScaler's ``(grad_scale, found_inf)`` where this group's step must honour them itself: set by
+        GradScaler on an optimizer that advertises ``_step_supports_amp_scaling`` (torch's fused contract),
+        on every path but the compiled fused one (:mod:`._fused` folds them into its kernels)."""
+        if not getattr(self, "_step_supports_amp_scaling", False):
+            return None, None
+        scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
+        if (scale is None and found_inf is None) or _fused.active(group, params):
+            return None, None
+        return scale, found_inf
 
-    def _skip(self, group: dict[str, Any]) -> bool:
-        """Whether GradScaler reported inf/NaN gradients to this fused optimizer (then no update).
-        The compiled fused path masks its update by ``found_inf`` on the device: no host sync."""
-        found_inf = getattr(self, "found_inf", None)
-        if not group.get("fused") or found_inf is None or _fused.active(group):
+    def _amp_gate(self, group: dict[str, Any], params: Sequence[Tensor]) -> bool:
+        """GradScaler's contract for ``params`` (with gradients), as torch's fused kernels keep it; False when
+        the step must be skipped. Eagerly: ``found_inf`` read on the host (as torch's CPU kernels do), inf/NaN
+        -> skip (nothing updated, step counters untouched; lazy state is already created), else each ``.grad``
+        divided by ``grad_scale`` in place (torch's kernels write the unscaled gradient back). Under
+        ``torch.compile``: no host read; the gradients are unscaled where finite, and :meth:`_count` and
+        :meth:`_apply` mask the update by ``found_inf`` on the device (counters: +1, then -found_inf)."""
+        scale, found_inf = self._amp(group, params)
+        if scale is None and found_inf is None:
+            return True
+        grads = _grads_of(params)
+        if compiling():
+            if scale is not None:
+                for g in grads:
+                    unscaled = g / scale.to(g.device)
+                    g.copy_(unscaled if found_inf is None else torch.where(found_inf.to(g.device) != 0, g, unscaled))
+            return True
+        if found_inf is not None and found_inf.item() != 0.0:
             return False
-        return float(found_inf) != 0.0
+        if scale is not None and grads:
+            dev = grads[0].device
+            if all(type(g) in PLAIN and not g.is_sparse and g.device == dev for g in grads):
+                torch._foreach_div_(grads, scale.to(dev))
+            else:  # sparse, tensor subclasses (DTensor), mixed devices
+                for g in grads:
+                    g.div_(scale.to(g.device))
+        return True
 
     def _count(self, group: dict[str, Any], steps: Sequence[Tensor], tensor: bool = False) -> list[Any]:
         """Advance the step counters; return each step as a Python float, or the tensors themselves
@@ -280,6 +310,12 @@ class Optimizer(torch.optim.Optimizer):
                      f"{list(_CAPTURABLE_DEVICES)}.", AssertionError)
         if steps and group.get("fused") and _fused.active(group):
             return list(steps)  # the compiled fused path advances the counters inside its kernel
+        found_inf = self._amp(group)[1] if steps and compiling() else None
+        if found_inf is not None:  # (see _amp_gate) the rule sees t+1; a skipped step leaves t
+            out = [s + 1 for s in steps]
+            for s in steps:
+                s.add_(1 - found_inf.to(s.device, s.dtype))
+            return out
         if steps and not group.get("differentiable") and steps[0].device.type != "cpu":
             torch._foreach_add_(list(steps), 1)
         else:
@@ -313,7 +349,20 @@ class Optimizer(torch.optim.Optimizer):
             return
         if group.get("fused") and _fused.active(group, lists[0]):
             return _fused.apply(self, rule, group, lists, hyper)
-        if not self._use_foreach(group, lists[0]) or any(
+        found_inf = self._amp(group)[1] if compiling() else None
+        if found_inf is not None:  # GradScaler under torch.compile (see _amp_gate): keep the old values on inf
+            mutable = [t for j, x in enumerate(lists) if j != 1 for t in x if isinstance(t, Tensor)]
+            old = [t.clone() for t in mutable]
+            self._update(rule, group, lists, bucket_by, hyper)
+            for t, o in zip(mutable, old, strict=True):
+                t.copy_(torch.where(found_inf.to(t.device) != 0, o, t))
+            return
+        self._update(rule, group, lists, bucket_by, hyper)
+
+    def _update(self, rule: Callable[..., Any], group: dict[str, Any], lists: Sequence[Sequence[Any]],
+                bucket_by: Sequence[Any] | None, hyper: dict[str, Any]) -> None:
+        """:meth:`_apply`'s unfused paths: per tensor, or on :class:`Many` buckets."""
+        if not self._multi_tensor or not self._use_foreach(group, lists[0]) or any(
             isinstance(t, Tensor) and t.is_sparse for t in lists[1]
         ):
             for items in zip(*lists, strict=True):

@@ -101,9 +101,9 @@ class SGD(Optimizer):
                 for p in params:  # once per optimizer, under torch's flag (torch checks the first parameter)
                     self._check_fused(p)
                 self._need_device_dtype_check_for_fused = not params
-            grads = self._unscale(group, self._grads(params, group["maximize"]))
-            if self._skip(group):
+            if not self._amp_gate(group, params):  # GradScaler found inf/NaN: nothing to update
                 continue
+            grads = self._grads(params, group["maximize"])
             hyper = dict(lr=self._scalar(group["lr"]), momentum=group["momentum"], dampening=group["dampening"],
                          weight_decay=group["weight_decay"], nesterov=group["nesterov"])
             if group["momentum"] == 0:
