@@ -286,6 +286,30 @@ def _calls(fn: Callable[..., Any], args: list[Any], calls: int, backward: bool) 
     return (time.perf_counter() - t0) / calls
 
 
+def aten_calls(fn: Callable[..., Any], args: list[Any], backward: bool) -> int:
+    """ATen operator calls of one ``fn(*args)`` (and its backward): the deterministic measure of per-call work,
+    beside the noisy timings (a ``TorchDispatchMode`` sees every call that reaches a kernel)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func: Any, types: Any, a: tuple = (), kw: dict | None = None) -> Any:
+            Count.n += 1
+            return func(*a, **(kw or {}))
+
+    for t in args:
+        if isinstance(t, torch.Tensor):
+            t.grad = None
+    with Count():
+        if backward:
+            fn(*args).backward()
+        else:
+            with torch.no_grad():
+                fn(*args)
+    return Count.n
+
+
 def measure_small(row: Small, rounds: int = 7, calls: int = 200) -> dict[str, Any]:
     """Per-call microseconds of forward+backward and of a ``no_grad`` forward, both libraries, in paired rounds
     (alternating who goes first); ratios are the median of the rounds' ratios."""
@@ -302,15 +326,19 @@ def measure_small(row: Small, rounds: int = 7, calls: int = 200) -> dict[str, An
                 t[name].append(_calls(fn, args, calls, backward) * 1e6)
         out[mode] = (statistics.median(t["ours"]), statistics.median(t["torch"]),
                      statistics.median(a / b for a, b in zip(t["ours"], t["torch"], strict=True)))
+        out[mode + "_aten"] = (aten_calls(ours, args, backward), aten_calls(ref, args, backward))
     return out
 
 
 def table_small(results: list[dict[str, Any]]) -> str:
-    lines = ["| loss (small input) | fwd+bwd torch (µs) | fwd+bwd ours (µs) | ratio | no_grad torch (µs) | "
-             "no_grad ours (µs) | ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| loss (small input) | fwd+bwd torch (µs) | fwd+bwd ours (µs) | ratio | ATen calls ours/torch | "
+             "no_grad torch (µs) | no_grad ours (µs) | ratio | ATen calls ours/torch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         (fo, ft, fr), (no, nt, nr) = r["fwd_bwd"], r["no_grad"]
-        lines.append(f"| {r['row']} | {ft:.1f} | {fo:.1f} | {fr:.2f} | {nt:.1f} | {no:.1f} | {nr:.2f} |")
+        (fa, fb), (na, nb) = r["fwd_bwd_aten"], r["no_grad_aten"]
+        lines.append(f"| {r['row']} | {ft:.1f} | {fo:.1f} | {fr:.2f} | {fa}/{fb} | {nt:.1f} | {no:.1f} | {nr:.2f} | "
+                     f"{na}/{nb} |")
     return "\n".join(lines)
 
 
@@ -417,9 +445,10 @@ def main_small(a: argparse.Namespace) -> int:
     for row in SMALL:
         if a.only.lower() in row.label.lower():
             results.append(measure_small(row, rounds=max(3, a.repeat // 2)))
-            (fo, ft, fr), (no, nt, nr) = results[-1]["fwd_bwd"], results[-1]["no_grad"]
-            print(f"{row.label:40s} fwd+bwd {ft:7.1f} / {fo:7.1f} µs {fr:5.2f}x   no_grad {nt:7.1f} / {no:7.1f} µs "
-                  f"{nr:5.2f}x", flush=True)
+            r = results[-1]
+            (fo, ft, fr), (no, nt, nr) = r["fwd_bwd"], r["no_grad"]
+            print(f"{row.label:40s} fwd+bwd {ft:7.1f} / {fo:7.1f} µs {fr:5.2f}x {r['fwd_bwd_aten']}  "
+                  f"no_grad {nt:7.1f} / {no:7.1f} µs {nr:5.2f}x {r['no_grad_aten']}", flush=True)
     text = table_small(results)
     print(f"\nthreads={torch.get_num_threads()} torch={torch.__version__}\n\n{text}")
     if a.markdown:

@@ -220,3 +220,19 @@ def test_traceable_dtype_rules_equal_torchs(monkeypatch: pytest.MonkeyPatch) -> 
         x, y = torch.zeros((2,) * da, dtype=a), torch.zeros((2,) * db, dtype=b)
         assert R.result_type(x, y) == rt, (a, b, da, db)
         assert R.can_cast(a, b) == cc, (a, b)
+
+
+# ---------------------------------------------------------------------------------------------- memory for backward
+@pytest.mark.parametrize(("name", "kept"), [("mse_loss", 1), ("huber_loss", 3), ("smooth_l1_loss", 3)])
+def test_quadratic_losses_keep_a_bounded_difference(name: str, kept: int) -> None:
+    """Small recorded inputs compose the primitives (cheaper per call) and keep ``kept`` input-sized tensors (the
+    difference; Huber/smooth L1 also the clamp and ``d - c/2``), where torch's kernel keeps only the inputs: bounded
+    by ``_SMALL`` elements. Larger inputs go through the Function, which keeps nothing but the inputs."""
+    from optimlab.nn.functional import regression
+    from optimlab.parity.memory import saved_bytes
+
+    fn = getattr(optimlab.nn.functional, name)
+    y_small, y_large = torch.randn(320), torch.randn(regression._SMALL + 1)
+    small = saved_bytes(fn, torch.randn(320, requires_grad=True), y_small)
+    assert small == kept * 320 * 4, small
+    assert saved_bytes(fn, torch.randn(regression._SMALL + 1, requires_grad=True), y_large) == 0

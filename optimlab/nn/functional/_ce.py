@@ -51,7 +51,7 @@ def class_loss(logp: Tensor, target: Tensor, valid: Tensor | None, weight: Tenso
 
 
 def plain_loss(logp: Tensor, target: Tensor, reduction: str) -> Tensor:
-    """``-logp[i, y_i]`` reduced, for the common call (``(N, C)``, no weight, smoothing or ignored target): the
+    """``-logp[i, y_i]`` reduced, for the common call (``(N, C, …)``, no weight, smoothing or ignored target): the
     fewest ops (:func:`class_loss`'s values; ``-mean`` and ``mean(-·)`` round alike)."""
     picked = logp.gather(1, target.unsqueeze(1))
     if reduction == "mean":
@@ -64,12 +64,11 @@ def plain_loss(logp: Tensor, target: Tensor, reduction: str) -> Tensor:
 def plain_call(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
                large: bool) -> bool:
     """Whether :func:`plain_loss` serves the call: eager CPU (a failed gather then retries the checked path, which
-    raises torch's error), ``(N, C)`` input and ``(N,)`` int64 target, no weight, an ``ignore_index`` no class
+    raises torch's error), ``(N, C, …)`` input and ``(N, …)`` int64 target, no weight, an ``ignore_index`` no class
     can equal, a plain reduction string, and not a ``large`` recorded input (the memory-saving Function's)."""
-    return (weight is None and input.dim() == 2 and target.dim() == 1 and reduction in PLAIN_REDUCTIONS
-            and target.dtype == torch.int64 and target.size(0) == input.size(0)
-            and not 0 <= ignore_index < input.size(1) and not large and input.device.type == "cpu"
-            and not torch.compiler.is_compiling())
+    return (weight is None and input.dim() >= 2 and reduction in PLAIN_REDUCTIONS and target.dtype == torch.int64
+            and target.shape == input.shape[:1] + input.shape[2:] and not 0 <= ignore_index < input.size(1)
+            and not large and input.device.type == "cpu" and not torch.compiler.is_compiling())
 
 
 PLAIN_REDUCTIONS = frozenset(("mean", "sum", "none"))

@@ -66,8 +66,8 @@ def soft_margin_loss(input: Tensor, target: Tensor, size_average: bool | None = 
     if shape != input.shape:
         raise RuntimeError(f"soft_margin_loss: the output has the input's shape {list(input.shape)}, which does not "
                            f"match the broadcast shape {list(shape)}")
-    common = R.result_type(input, target)
-    if not input.is_floating_point() or not R.can_cast(common, input.dtype):
+    common = input.dtype if input.dtype == target.dtype else R.result_type(input, target)
+    if not input.is_floating_point() or (common != input.dtype and not R.can_cast(common, input.dtype)):
         raise RuntimeError(f"soft_margin_loss: expected a floating-point input that can hold the result type "
                            f"{common}, got {input.dtype}")
     return apply(_SoftMargin, input, target, reduction)

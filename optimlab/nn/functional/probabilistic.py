@@ -233,7 +233,8 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
         if t is not None and torch.broadcast_shapes(t.shape, input.shape) != input.shape:
             raise RuntimeError(f"{name} of shape {list(t.shape)} does not broadcast to the input's {list(input.shape)}")
     not_differentiable("binary_cross_entropy_with_logits", weight=weight, pos_weight=pos_weight)
-    dtype = torch.promote_types(input.dtype, target.dtype)  # torch multiplies the weights in place: loss dtype
+    # torch multiplies the weights in place: the loss's dtype
+    dtype = input.dtype if input.dtype == target.dtype else torch.promote_types(input.dtype, target.dtype)
     if pos_weight is not None:
         pos_weight = pos_weight.to(dtype)
     loss = apply(BinaryCrossEntropyWithLogits, input, target, pos_weight)
