@@ -62,7 +62,7 @@ def soft_margin_loss(input: Tensor, target: Tensor, size_average: bool | None = 
     """Two-class logistic loss ``ℓ_i = log(1 + exp(-y_i x_i))``, written as torch does (so ``-y x`` above
     ~709 in float64 gives ``inf``, as torch's does)."""
     reduction = R.resolve(reduction, size_average, reduce)
-    shape = torch.broadcast_shapes(input.shape, target.shape)
+    shape = input.shape if target.shape == input.shape else torch.broadcast_shapes(input.shape, target.shape)
     if shape != input.shape:
         raise RuntimeError(f"soft_margin_loss: the output has the input's shape {list(input.shape)}, which does not "
                            f"match the broadcast shape {list(shape)}")
@@ -176,7 +176,8 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
     not_differentiable("multi_margin_loss", weight=weight)
     t = target.reshape(nframe, 1)
     try:  # the gather checks the range (a device-side assert off the CPU), as torch's kernel
-        loss = apply(_MultiMargin, input.reshape(nframe, C), t, weight, p, float(margin))
+        loss = apply(_MultiMargin, input if input.dim() == 2 else input.reshape(nframe, C), t, weight, p,
+                     float(margin))
     except RuntimeError:
         if R.host(t) and bool(((t < 0) | (t >= C)).any()):  # torch's message, read only after a failure
             raise RuntimeError(f"target out of range: class indices must lie in [0, {C})") from None
@@ -238,14 +239,14 @@ def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | N
         ok = target.dim() == 2 and target.shape == input.shape
     if not ok:
         raise RuntimeError(f"inconsistent target size: {list(target.shape)} for input of size {list(input.shape)}")
-    t = target.reshape(nframe, C)
+    t = target if target.dim() == 2 else target.reshape(nframe, C)
     valid = (t < 0).cumsum(1) == 0  # entries before the first -1
     if R.host(t) and nframe:  # host-side checks and trimming: data-dependent, eager CPU only; one host read
         lo, hi, k = torch.stack((*t.aminmax(), valid.sum(1).max())).tolist()  # k: the most targets of a sample
         if lo < -1 or hi >= C:  # torch checks every entry, also those after the first -1
             raise RuntimeError(f"multilabel_margin_loss: target out of range: labels must lie in [0, {C}) or be -1")
         t, valid = t[:, :k], valid[:, :k]
-    loss = apply(_MultiLabelMargin, input.reshape(nframe, C), t.clamp_min(0), valid)
+    loss = apply(_MultiLabelMargin, input if input.dim() == 2 else input.reshape(nframe, C), t.clamp_min(0), valid)
     return R.reduce(loss if input.dim() == 2 else loss.reshape(()), reduction)
 
 
@@ -267,11 +268,11 @@ class _MultiLabelMargin(torch.autograd.Function):
         x_j = x.gather(1, t).masked_fill(~valid, math.inf)  # (N, K)
         h = (1 - x_j).unsqueeze(2) + x_i.unsqueeze(1)  # (N, K, C)
         h = torch.fmax(h, h.new_zeros(()), out=h)  # max(z, 0), and 0 for a NaN term (skipped, as in the kernel)
-        loss = h.sum((1, 2))
-        on = h > 0
-        loss = loss / c
-        counts = on.sum(1, dtype=x.dtype).scatter_add_(1, t, on.sum(2, dtype=x.dtype).neg_())
-        ctx.save_for_backward(counts)
+        loss = h.sum((1, 2)) / c
+        if ctx.needs_input_grad[0]:  # the counts are the gradient: only when one is wanted
+            on = h > 0
+            counts = on.sum(1, dtype=x.dtype).scatter_add_(1, t, on.sum(2, dtype=x.dtype).neg_())
+            ctx.save_for_backward(counts)
         return loss
 
     @staticmethod

@@ -230,7 +230,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
         raise RuntimeError(f"result type {_dtype_word(input.dtype)} can't be cast to the desired output type "
                            f"{_dtype_word(target.dtype)}")
     for name, t in (("weight", weight), ("pos_weight", pos_weight)):
-        if t is not None and torch.broadcast_shapes(t.shape, input.shape) != input.shape:
+        if t is not None and t.shape != input.shape and torch.broadcast_shapes(t.shape, input.shape) != input.shape:
             raise RuntimeError(f"{name} of shape {list(t.shape)} does not broadcast to the input's {list(input.shape)}")
     not_differentiable("binary_cross_entropy_with_logits", weight=weight, pos_weight=pos_weight)
     # torch multiplies the weights in place: the loss's dtype
