@@ -53,12 +53,22 @@ def autocast_enabled(device_type: str) -> bool:
     return torch.is_autocast_enabled(device_type)
 
 
+def _any_autocast() -> bool:
+    """Whether autocast is on for any device (True where torch cannot tell cheaply)."""
+    return _IS_ANY_AUTOCAST() if _IS_ANY_AUTOCAST is not None and not torch.compiler.is_compiling() else True
+
+
+_IS_ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", None)
+
+
 def float32_under_autocast(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` (the loss torch calls ``name``), casting as torch's autocast does for that op."""
     on_cpu, on_accel = name in CPU_FLOAT32, name in ACCELERATOR_FLOAT32 or name in ACCELERATOR_BANNED
 
     @functools.wraps(fn)
     def loss(*args: Any, **kwargs: Any) -> Any:
+        if not _any_autocast():  # the common case, decided in one call
+            return fn(*args, **kwargs)
         first = args[0] if args else next(iter(kwargs.values()), None)
         if not isinstance(first, torch.Tensor):
             return fn(*args, **kwargs)

@@ -68,7 +68,7 @@ def plain_call(input: Tensor, target: Tensor, weight: Tensor | None, ignore_inde
     can equal, a plain reduction string, and not a ``large`` recorded input (the memory-saving Function's)."""
     return (weight is None and input.dim() >= 2 and reduction in PLAIN_REDUCTIONS and target.dtype == torch.int64
             and target.shape == input.shape[:1] + input.shape[2:] and not 0 <= ignore_index < input.size(1)
-            and not large and input.device.type == "cpu" and not torch.compiler.is_compiling())
+            and not large and not torch.compiler.is_compiling() and input.is_cpu)
 
 
 PLAIN_REDUCTIONS = frozenset(("mean", "sum", "none"))
@@ -131,7 +131,7 @@ def with_targets(fn: Callable[[Tensor | None, Tensor], T], x: Tensor, target: Te
     retries through :func:`checked_targets`, which raises torch's IndexError or masks. Elsewhere (another
     device, or under ``torch.compile``) nothing is read on the host: the ignored entries are masked on the
     device, and the gather checks the range there, as torch's kernels do."""
-    if x.device.type == "cpu" and not torch.compiler.is_compiling():
+    if not torch.compiler.is_compiling() and x.is_cpu:
         try:
             if not 0 <= ignore_index < n_classes:
                 return fn(None, target.long())
