@@ -7,11 +7,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import _get_scalar_dtype, _to_scalar
 
 from . import _compat, _fused
 from ._rule import fused_rule
-from .optimizer import Optimizer, validate
+from .optimizer import Optimizer, scalar_dtype, to_scalar, validate
 
 __all__ = ["Adafactor", "adafactor_rule"]
 
@@ -136,7 +135,7 @@ class Adafactor(Optimizer):
             for p in group["params"]:
                 st = self.state.get(p, {})
                 if st and not torch.is_tensor(st["step"]):
-                    st["step"] = torch.tensor(float(st["step"]), dtype=_get_scalar_dtype())
+                    st["step"] = torch.tensor(float(st["step"]), dtype=scalar_dtype())
 
     _multi_tensor = False  # per-parameter reductions: the rule runs per tensor (``foreach`` is a rounding choice)
 
@@ -145,7 +144,7 @@ class Adafactor(Optimizer):
         or full (1-D) second moment."""
         g = p.grad
         assert g is not None
-        state: dict[str, Any] = {"step": torch.tensor(0.0, dtype=_get_scalar_dtype(),
+        state: dict[str, Any] = {"step": torch.tensor(0.0, dtype=scalar_dtype(),
                                                       device=p.device if group.get("fused") else None)}
         if g.dim() > 1:
             state["row_var"] = g.new_zeros([*g.shape[:-1], 1])
@@ -172,6 +171,6 @@ class Adafactor(Optimizer):
                 eps1 = torch.finfo(params[0].dtype).eps
             # a tensor lr stays a tensor: torch's rounding; the compiled fused rule advances the counters itself
             self._apply(adafactor_rule, group, [params, grads, *moments, self._count(group, steps)],
-                        lr=_to_scalar(group["lr"]), beta2_decay=group["beta2_decay"], eps1=eps1, eps2=eps2,
+                        lr=to_scalar(group["lr"]), beta2_decay=group["beta2_decay"], eps1=eps1, eps2=eps2,
                         d=group["d"], weight_decay=group["weight_decay"], foreach=bool(group["foreach"]))
         return loss

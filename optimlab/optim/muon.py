@@ -8,11 +8,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import _to_scalar
 
 from . import _fused
 from ._rule import fused_rule
-from .optimizer import Optimizer, validate
+from .optimizer import Optimizer, to_scalar, validate
 
 __all__ = ["Muon", "lr_ratio", "muon_momentum_rule", "muon_rule", "muon_update_rule", "newton_schulz",
            "orthogonalise"]
@@ -175,7 +174,7 @@ class Muon(Optimizer):
                     state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
                 params.append(p)
                 bufs.append(state["momentum_buffer"])
-            lr = _to_scalar(group["lr"])  # a tensor lr stays a tensor: torch's rounding
+            lr = to_scalar(group["lr"])  # a tensor lr stays a tensor: torch's rounding
             if params and _fused.active(group, params):
                 self._fused_step(group, params, bufs, lr)
                 continue

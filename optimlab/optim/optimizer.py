@@ -58,7 +58,8 @@ from torch import Tensor
 from . import _fused
 from ._many import PLAIN, Many
 
-__all__ = ["Optimizer", "compiling", "scalar_dtype", "use_grad_for_differentiable", "validate", "validate_common"]
+__all__ = ["Optimizer", "compiling", "scalar_dtype", "to_scalar", "use_grad_for_differentiable", "validate",
+           "validate_common"]
 
 
 
@@ -127,6 +128,12 @@ def scalar_dtype(fused: bool | None = None) -> torch.dtype:
     if fused:
         return torch.float32
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def to_scalar(x: Any) -> Any:
+    """A 1-element tensor hyperparameter as a 0-d tensor (a number stays a number), as torch's optimizers
+    take ``lr`` and friends."""
+    return x.squeeze() if isinstance(x, Tensor) and x.dim() != 0 else x
 
 
 def _foreach_capable(t: Tensor) -> bool:

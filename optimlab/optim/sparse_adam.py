@@ -8,9 +8,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import _to_scalar
 
-from .optimizer import Optimizer, validate
+from .optimizer import Optimizer, to_scalar, validate
 
 __all__ = ["SparseAdam", "sparse_adam_rule"]
 
@@ -102,7 +101,7 @@ class SparseAdam(Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
                 todo.append((p, state))
-            lr = _to_scalar(group["lr"])  # a tensor lr stays a tensor: torch's rounding
+            lr = to_scalar(group["lr"])  # a tensor lr stays a tensor: torch's rounding
             for p, state in todo:
                 g = -p.grad if maximize else p.grad
                 sparse_adam_rule(p, g, state["exp_avg"], state["exp_avg_sq"], lr=lr, beta1=beta1, beta2=beta2,
