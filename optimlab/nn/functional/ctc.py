@@ -113,11 +113,13 @@ def _ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths: Tensor | Sequen
         raise RuntimeError("input_lengths must be of size batch_size")
     if tl.numel() != n:
         raise RuntimeError("target_lengths must be of size batch_size")
-    for name, lengths in (("input_lengths", il), ("target_lengths", tl)):
-        if n and int(lengths.min()) < 0:
-            raise RuntimeError(f"Expected {name} to have value at least 0, but got value {int(lengths.min())}")
-    if n and int(il.max()) > t_max:
-        raise RuntimeError(f"Expected input_lengths to have value at most {t_max}, but got value {int(il.max())}")
+    if n:  # the lengths live on the host (as torch's ctc_loss takes them): read once, checked in Python
+        ils, tls = il.tolist(), tl.tolist()
+        for name, low in (("input_lengths", min(ils)), ("target_lengths", min(tls))):
+            if low < 0:
+                raise RuntimeError(f"Expected {name} to have value at least 0, but got value {low}")
+        if max(ils) > t_max:
+            raise RuntimeError(f"Expected input_lengths to have value at most {t_max}, but got value {max(ils)}")
     padded = _padded_targets(targets, tl, n, blank, n_classes).to(lp.device)
     nll = apply(CTCNegLogLikelihood, lp, padded, il.to(lp.device), tl.to(lp.device), blank, zero_infinity)
     if zero_infinity:
@@ -177,14 +179,14 @@ def _alpha(lp_ext: Tensor, skip: Tensor, start: Tensor) -> Tensor:
     labels, frames_out, frames = store[:, s + 2:].unbind(0), store.unbind(0), lp_ext.unbind(0)
     best = torch.full_like(lp_ext[0], _NEG_INF)  # the new frame before emissions (its gap row stays -inf)
     pair, label_best = best[: s + 1], best[s + 2:]
-    into_label = pair[:s]  # v(k)
+    into_label = pair_head = pair[:s]  # v(k)
     repeats = not R.host(skip) or bool((~skip[1:]).any())  # on a device: the general recursion, no host read
     if repeats:
         blank_head, chosen = store[:, :s].unbind(0), lp_ext.new_empty((s, b))
     for t in range(t_max):
         torch.logaddexp(blanks[t], before_blank[t], out=pair)
         if repeats:
-            into_label = torch.where(skip, pair[:s], blank_head[t], out=chosen)
+            into_label = torch.where(skip, pair_head, blank_head[t], out=chosen)
         torch.logaddexp(labels[t], into_label, out=label_best)
         torch.add(best, frames[t], out=frames_out[t + 1])
     return store
