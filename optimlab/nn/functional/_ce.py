@@ -52,9 +52,13 @@ def class_loss(logp: Tensor, target: Tensor, valid: Tensor | None, weight: Tenso
 
 def plain_loss(logp: Tensor, target: Tensor, reduction: str) -> Tensor:
     """``-logp[i, y_i]`` reduced, for the common call (``(N, C, …)``, no weight, smoothing or ignored target): the
-    fewest ops (:func:`class_loss`'s values; ``-mean`` and ``mean(-·)`` round alike)."""
+    fewest ops (:func:`class_loss`'s values: in float32/64 ``Σ/(-n)`` rounds as ``mean(-·)``, CPU's mean being
+    the sum over n, and its backward is one 0-d division and an expand, where ``mean``'s divides at the input's
+    size; half types, which CPU's mean sums in float32, keep ``mean``)."""
     picked = logp.gather(1, target.unsqueeze(1))
     if reduction == "mean":
+        if picked.dtype == torch.float32 or picked.dtype == torch.float64:
+            return picked.sum().div(-picked.numel())
         return picked.mean().neg()
     if reduction == "sum":
         return picked.sum().neg()
