@@ -195,3 +195,26 @@ def test_margin_losses_hold_no_more_than_torch(key: str) -> None:
     out_o, out_r = ours(x, y), ref(x, y)
     go = torch.rand_like(out_r)
     torch.testing.assert_close(torch.autograd.grad(out_o, x, go)[0], torch.autograd.grad(out_r, x, go)[0])
+
+
+@pytest.mark.parametrize("n", [4, 600])  # hinge blocks below and above margin._FMAX_MAX (fmax vs relu_ + mask)
+@pytest.mark.parametrize("name", ["multi_margin_loss", "multilabel_margin_loss"])
+def test_kernel_hinges_skip_nan_terms_at_every_size(name: str, n: int) -> None:
+    """torch's multi-margin/multilabel-margin kernels skip a NaN term (``z > 0`` is false); both our ways of
+    clearing it agree with torch, values and gradients."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 10, generator=g)
+    x[1, 3] = float("nan")
+    if name == "multi_margin_loss":
+        t = torch.randint(0, 10, (n,), generator=g)
+        t[1] = 0
+    else:
+        t = torch.full((n, 10), -1)
+        t[:, :2] = torch.randint(0, 10, (n, 2), generator=g)
+        t[1, :2] = torch.tensor([0, 5])
+    ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    lo, lt = getattr(optimlab.nn.functional, name)(ours, t), getattr(torch.nn.functional, name)(ref, t)
+    lo.backward()
+    lt.backward()
+    assert not lo.isnan() and torch.allclose(lo, lt)
+    assert torch.allclose(ours.grad, ref.grad, equal_nan=True)
