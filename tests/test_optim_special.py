@@ -387,3 +387,15 @@ def test_fuzz(name: str) -> None:
 
     report = fuzz.fuzz(get("optim", name), examples=5, steps=5)
     assert report.passed, report.reproducer()
+
+
+def test_adagrad_fills_every_group_from_the_constructor_value():
+    """torch's Adagrad fills every group's accumulators with the constructor's initial_accumulator_value,
+    even where a group names its own."""
+    a = [torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(4))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    groups = lambda ps: [{"params": [ps[0]]}, {"params": [ps[1]], "initial_accumulator_value": 0.5}]  # noqa: E731
+    ours = ours_optim.Adagrad(groups(a), lr=0.1, initial_accumulator_value=0.1)
+    ref = torch.optim.Adagrad(groups(b), lr=0.1, initial_accumulator_value=0.1)
+    for p, q in zip(a, b, strict=True):
+        assert torch.equal(ours.state[p]["sum"], ref.state[q]["sum"])

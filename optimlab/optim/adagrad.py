@@ -86,9 +86,10 @@ class Adagrad(Optimizer):
             validate(not foreach, "`fused` and `foreach` cannot be `True` together.", RuntimeError)
             self._need_device_dtype_check_for_fused = True
             self._step_supports_amp_scaling = True
-        for group in self.param_groups:
+        for group in self.param_groups:  # torch fills every group's sums with the constructor's value
+            init = {**group, "initial_accumulator_value": initial_accumulator_value}
             for p in group["params"]:
-                self.state[p].update(self._init_state(p, group))
+                self.state[p].update(self._init_state(p, init))
 
     _group_defaults = (("foreach", None), ("maximize", False), ("differentiable", False), ("fused", None))
     _scalar_state = ()
