@@ -214,7 +214,7 @@ def test_bench_suite_writes_results_and_chart(tmp_path):
     rows = suite.run("cpu", rounds=2, warmup=1, algos=["SGD", "Rprop", "Muon"], shapes=[(64, 8), (8,), (3,), (16, 24)])
     assert [r.name for r in rows] == ["SGD", "Rprop", "Muon"]
     assert suite.shapes_for("Muon", [(64, 8), (8,), (3,), (16, 24)]) == [(16, 24)]  # hidden matrices only
-    ours = {"optimlab default", "optimlab fused", suite.TWIN}
+    ours = {"optimlab default", "optimlab fused", suite.TWIN, suite.SCHEDULED}
     assert set(rows[2].times) == {"torch for-loop", *ours}  # torch: one path
     assert set(rows[0].times) == {"torch for-loop", "torch foreach", "torch fused", *ours}
     assert "torch fused" not in rows[1].times  # torch has no fused Rprop
