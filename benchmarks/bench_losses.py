@@ -432,8 +432,12 @@ def main(argv: list[str] | None = None) -> int:
             r = results[-1]
             print(f"{r['row']:42s} ours {r['ours_ms']:8.2f} ms  torch {r['torch_ms']:8.2f} ms  ratio {r['ratio']:.2f}  "
                   f"saved {_mib(r['ours_saved'])} / {_mib(r['torch_saved'])} MiB", flush=True)
-    text = table(results)
-    print(f"\ndevice={a.device} threads={torch.get_num_threads()} torch={torch.__version__}\n\n{text}")
+    return _report(a, table(results), f"device={a.device} ")
+
+
+def _report(a: argparse.Namespace, text: str, where: str) -> int:
+    """Print a results table with the run's settings, and write it to ``--markdown`` when given."""
+    print(f"\n{where}threads={torch.get_num_threads()} torch={torch.__version__}\n\n{text}")
     if a.markdown:
         with open(a.markdown, "w") as f:
             f.write(text + "\n")
@@ -449,12 +453,7 @@ def main_small(a: argparse.Namespace) -> int:
             (fo, ft, fr), (no, nt, nr) = r["fwd_bwd"], r["no_grad"]
             print(f"{row.label:40s} fwd+bwd {ft:7.1f} / {fo:7.1f} µs {fr:5.2f}x {r['fwd_bwd_aten']}  "
                   f"no_grad {nt:7.1f} / {no:7.1f} µs {nr:5.2f}x {r['no_grad_aten']}", flush=True)
-    text = table_small(results)
-    print(f"\nthreads={torch.get_num_threads()} torch={torch.__version__}\n\n{text}")
-    if a.markdown:
-        with open(a.markdown, "w") as f:
-            f.write(text + "\n")
-    return 0
+    return _report(a, table_small(results), "")
 
 
 # ------------------------------------------------------------------------------------------- pytest-benchmark

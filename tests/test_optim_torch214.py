@@ -125,6 +125,18 @@ def test_lbfgs_maximize_is_minimizing_the_negated_loss(line_search_fn):
         assert not all(torch.equal(a, b) for a, b in zip(m_bug.parameters(), m_up.parameters(), strict=True))
 
 
+def _closure(opt, model, x, y):
+    """LBFGS's closure: the loss of ``model`` on (x, y), with fresh gradients."""
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_of(model, x, y)
+        loss.backward()
+        return loss
+
+    return closure
+
+
 @pytest.mark.skipif(not HAS_214, reason="torch < 2.14 has no LBFGS(maximize=) to compare with; the negated-loss "
                     "test above checks the definition on every torch")
 def test_lbfgs_maximize_checkpoint_interchange():
@@ -133,15 +145,7 @@ def test_lbfgs_maximize_checkpoint_interchange():
     kw = {"lr": 0.1, "max_iter": 3, "history_size": 3, "maximize": True}
     src = make_model("bounded", torch.float64, "cpu")
     ref = torch.optim.LBFGS(src.parameters(), **kw)
-    x, y = batch("mlp", 1, torch.float64, "cpu")
-
-    def closure() -> torch.Tensor:
-        ref.zero_grad()
-        loss = loss_of(src, x, y)
-        loss.backward()
-        return loss
-
-    ref.step(closure)
+    ref.step(_closure(ref, src, *batch("mlp", 1, torch.float64, "cpu")))
     m_o, m_r = copy.deepcopy(src), copy.deepcopy(src)
     ours = optim.LBFGS(m_o.parameters(), max_iter=3, history_size=3)
     ours.load_state_dict(copy.deepcopy(ref.state_dict()))
@@ -151,12 +155,7 @@ def test_lbfgs_maximize_checkpoint_interchange():
     for step in range(2, 6):
         x, y = batch("mlp", step, torch.float64, "cpu")
         for opt, model in ((ours, m_o), (ref2, m_r)):
-            def cl(opt=opt, model=model) -> torch.Tensor:
-                opt.zero_grad()
-                loss = loss_of(model, x, y)
-                loss.backward()
-                return loss
-            opt.step(cl)
+            opt.step(_closure(opt, model, x, y))
         assert compare_optimizers(ours, ref2, m_o, m_r, bitwise=True).ok
 
 
@@ -165,14 +164,7 @@ def test_lbfgs_group_without_maximize_key_minimizes():
     model = make_model("bounded", torch.float64, "cpu")
     opt = optim.LBFGS(model.parameters(), lr=0.1, max_iter=3, maximize=True)
     del opt.param_groups[0]["maximize"]
-    x, y = batch("mlp", 1, torch.float64, "cpu")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = loss_of(model, x, y)
-        loss.backward()
-        return loss
-
+    closure = _closure(opt, model, *batch("mlp", 1, torch.float64, "cpu"))
     first = float(opt.step(closure))
     assert float(closure()) < first
 
