@@ -1119,7 +1119,7 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     gave_up = _gave_up.setdefault(opt, set())
     if (spec.once is not None and all(call_hyper.get(k) == v for k, v in spec.once.items())) \
             or (id(group), rule) in gave_up:
-        st = [opt.state.get(p, {}).get("step") for p in lists[0]]
+        st = [_state_of(opt, p).get("step") for p in lists[0]]
         eager(range(len(lists[0])), [t if isinstance(t, Tensor) else None for t in st])
         return
     knobs = tuple(sorted(k for k, v in call_hyper.items() if _runtime(v)))
@@ -1165,6 +1165,15 @@ def apply(opt: Any, rule: Callable[..., Any], group: dict[str, Any], lists: Sequ
     eager(plan.rest, [None if plan.steps is None else plan.steps[i] for i in plan.rest])
 
 
+def _state_of(opt: Any, p: Tensor) -> dict[str, Any]:
+    """``p``'s state (no new entry), or its base parameter's where ``p`` is a view (the blocked views of
+    :mod:`._lowp`)."""
+    st = opt.state.get(p)
+    if st is None and p._base is not None:
+        st = opt.state.get(p._base)
+    return st or {}
+
+
 def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], consts: dict[str, Any],
            values: dict[str, float], key: tuple[Any, ...], step_pos: int) -> _Plan:
     """A group's :class:`_Plan`: each parameter's layout (:func:`_layout`), the parameters of one layout in
@@ -1173,7 +1182,7 @@ def _build(opt: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]], c
     spec = spec_of(rule)
     name = rule.__name__
     params = lists[0]
-    step_dicts = [opt.state.get(p, {}) for p in params]  # no new entries
+    step_dicts = [_state_of(opt, p) for p in params]  # no new entries
     state_steps: list[Tensor] | None = [d.get("step") for d in step_dicts]  # type: ignore[misc]
     if not all(isinstance(t, Tensor) for t in state_steps):  # type: ignore[union-attr]
         state_steps = None

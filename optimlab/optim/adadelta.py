@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import _fused
+from . import _fused, _lowp
 from ._many import Many
 from .optimizer import Optimizer, use_grad_for_differentiable, validate
 
@@ -54,7 +54,9 @@ class Adadelta(Optimizer):
 
     def __init__(self, params: Any, lr: float | Tensor = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0, foreach: bool | None = None, *, capturable: bool = False,
-                 maximize: bool = False, differentiable: bool = False, fused: bool | None = None) -> None:
+                 maximize: bool = False, differentiable: bool = False, fused: bool | None = None,
+                 state_dtype: Any = None,
+                 param_rounding: str | None = None) -> None:
         validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
         validate(0.0 <= lr, f"Invalid learning rate: {lr}")
         validate(0.0 <= rho <= 1.0, f"Invalid rho value: {rho}")
@@ -64,9 +66,11 @@ class Adadelta(Optimizer):
                         foreach=foreach, differentiable=differentiable)
         if fused is not None:  # optimlab's extension (torch has no fused variant): kept out of torch's defaults
             defaults["fused"] = fused
+        defaults.update(_lowp.options(state_dtype, param_rounding))
         super().__init__(params, defaults)
         _fused.check_init(self, fused, defaults.get("foreach"), differentiable)
 
+    _lowp_state = {"square_avg": False, "acc_delta": False}
     _group_defaults = (("foreach", None), ("maximize", False), ("differentiable", False), ("capturable", False))
     _scalar_state = ()
 

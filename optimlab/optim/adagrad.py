@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _lowp
 from ._many import Many
 from .optimizer import Optimizer, scalar_dtype, use_grad_for_differentiable, validate
 
@@ -69,7 +70,9 @@ class Adagrad(Optimizer):
 
     def __init__(self, params: Any, lr: float | Tensor = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
                  initial_accumulator_value: float = 0, eps: float = 1e-10, foreach: bool | None = None, *,
-                 maximize: bool = False, differentiable: bool = False, fused: bool | None = None) -> None:
+                 maximize: bool = False, differentiable: bool = False, fused: bool | None = None,
+                 state_dtype: Any = None,
+                 param_rounding: str | None = None) -> None:
         validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
         validate(0.0 <= lr, f"Invalid learning rate: {lr}")
         validate(0.0 <= lr_decay, f"Invalid lr_decay value: {lr_decay}")
@@ -80,6 +83,7 @@ class Adagrad(Optimizer):
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach, maximize=maximize,
                         differentiable=differentiable, fused=fused)
+        defaults.update(_lowp.options(state_dtype, param_rounding))
         super().__init__(params, defaults)
         if fused:
             validate(not differentiable, "`fused` does not support `differentiable`", RuntimeError)
@@ -90,7 +94,9 @@ class Adagrad(Optimizer):
             init = {**group, "initial_accumulator_value": initial_accumulator_value}
             for p in group["params"]:
                 self.state[p].update(self._init_state(p, init))
+                self._compact(p, group)
 
+    _lowp_state = {"sum": False}
     _group_defaults = (("foreach", None), ("maximize", False), ("differentiable", False), ("fused", None))
     _scalar_state = ()
 

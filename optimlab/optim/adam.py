@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import _compat
+from . import _compat, _lowp
 from ._many import Many, maximum_
 from .optimizer import Optimizer, compiling, use_grad_for_differentiable, validate, validate_common
 
@@ -87,7 +87,9 @@ class Adam(Optimizer):
                  betas: tuple[float | Tensor, float | Tensor] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *, foreach: bool | None = None,
                  maximize: bool = False, capturable: bool = False, differentiable: bool = False,
-                 fused: bool | None = None, decoupled_weight_decay: bool = False) -> None:
+                 fused: bool | None = None, decoupled_weight_decay: bool = False,
+                 state_dtype: Any = None,
+                 param_rounding: str | None = None) -> None:
         if isinstance(lr, Tensor):
             validate(not (foreach and not capturable),
                      "lr as a Tensor is not supported for capturable=False and foreach=True")
@@ -105,12 +107,14 @@ class Adam(Optimizer):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
                         foreach=foreach, capturable=capturable, differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay)
+        defaults.update(_lowp.options(state_dtype, param_rounding))
         super().__init__(params, defaults)
         if fused:
             validate(not differentiable, "`fused` does not support `differentiable`", RuntimeError)
             self._step_supports_amp_scaling = True
             validate(not foreach, "`fused` and `foreach` cannot be `True` together.", RuntimeError)
 
+    _lowp_state = {"exp_avg": True, "exp_avg_sq": False, "max_exp_avg_sq": False}
     _group_defaults = (
         ("amsgrad", False), ("maximize", False), ("foreach", None), ("capturable", False), ("differentiable", False),
         ("decoupled_weight_decay", False), ("fused", None),

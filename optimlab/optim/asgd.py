@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import _fused
+from . import _fused, _lowp
 from ._many import Many, each
 from ._rule import fused_rule
 from .optimizer import Optimizer, compiling, scalar_dtype, use_grad_for_differentiable, validate
@@ -70,7 +70,9 @@ class ASGD(Optimizer):
 
     def __init__(self, params: Any, lr: float | Tensor = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
                  t0: float = 1e6, weight_decay: float = 0, foreach: bool | None = None, maximize: bool = False,
-                 differentiable: bool = False, capturable: bool = False, *, fused: bool | None = None) -> None:
+                 differentiable: bool = False, capturable: bool = False, *, fused: bool | None = None,
+                 state_dtype: Any = None,
+                 param_rounding: str | None = None) -> None:
         validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
         validate(0.0 <= lr, f"Invalid learning rate: {lr}")
         validate(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
@@ -78,9 +80,11 @@ class ASGD(Optimizer):
                         maximize=maximize, differentiable=differentiable, capturable=capturable)
         if fused is not None:  # optimlab's extension (torch has no fused variant): kept out of torch's defaults
             defaults["fused"] = fused
+        defaults.update(_lowp.options(state_dtype, param_rounding))
         super().__init__(params, defaults)
         _fused.check_init(self, fused, defaults.get("foreach"), differentiable)
 
+    _lowp_state = {"ax": True}
     _group_defaults = (("foreach", None), ("maximize", False), ("differentiable", False), ("capturable", False))
     _scalar_state = ("eta", "mu")
 

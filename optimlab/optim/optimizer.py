@@ -55,7 +55,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from . import _fused
+from . import _fused, _lowp
 from ._many import PLAIN, Many
 
 __all__ = ["Optimizer", "compiling", "scalar_dtype", "to_scalar", "use_grad_for_differentiable", "validate",
@@ -151,6 +151,9 @@ class Optimizer(torch.optim.Optimizer):
     _foreach_differentiable: bool = False
     #: whether the rule also runs on :class:`Many` lists (False: per tensor only, e.g. Adafactor's reductions)
     _multi_tensor: ClassVar[bool] = True
+
+    #: state tensors that ``state_dtype=`` may store compactly: name -> signed (first moments) or not (:mod:`._lowp`)
+    _lowp_state: ClassVar[dict[str, bool]] = {}
 
     #: group keys that older checkpoints may lack, filled in on load (torch's ``__setstate__``)
     _group_defaults: ClassVar[tuple[tuple[str, Any], ...]] = ()
@@ -265,6 +268,28 @@ class Optimizer(torch.optim.Optimizer):
             if group.get("fused"):
                 self._check_fused(p)
             st.update(init(p, group))
+            self._compact(p, group)
+
+    def _compact(self, p: Tensor, group: dict[str, Any]) -> None:
+        """``p``'s new state in the group's low-precision storage (``state_dtype=``/``param_rounding=``)."""
+        if _lowp.enabled(group):
+            index = next(i for i, q in enumerate(q for g in self.param_groups for q in g["params"]) if q is p)
+            _lowp.compact(self.state[p], p, group, self._lowp_state, index)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict``, then each state brought to its group's storage (:mod:`._lowp`): torch's
+        float32 state into a low-precision group is quantised, compact state into a full-precision one decoded,
+        and the integer tensors that torch's loader casts to the parameter's dtype (codes, counters) kept."""
+        saved = {pid: {k: v for k, v in st.items() if isinstance(v, Tensor) and k != "step"
+                       and v.dtype in (torch.int8, torch.uint8, torch.int64)}
+                 for pid, st in state_dict.get("state", {}).items()}
+        lowp = any(saved.values()) or any(_lowp.enabled(g) for g in self.param_groups) or any(
+            _lowp.enabled(g) for g in state_dict.get("param_groups", ()))
+        super().load_state_dict(state_dict)
+        if lowp:
+            ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+            params = [p for g in self.param_groups for p in g["params"]]
+            _lowp.conform(self, {id(p): saved[i] for i, p in zip(ids, params, strict=False) if saved.get(i)})
 
     def _amp(self, group: dict[str, Any],
              params: Sequence[Tensor] | None = None) -> tuple[Tensor | None, Tensor | None]:
@@ -354,6 +379,8 @@ class Optimizer(torch.optim.Optimizer):
         """
         if not lists or not lists[0]:
             return
+        if _lowp.enabled(group):  # stored state: the rule wrapped to load and store it (per tensor or fused)
+            rule, lists = _lowp.expand(self, group, rule, lists)
         if group.get("fused") and _fused.active(group, lists[0]):
             return _fused.apply(self, rule, group, lists, hyper)
         found_inf = self._amp(group)[1] if compiling() else None
@@ -369,7 +396,8 @@ class Optimizer(torch.optim.Optimizer):
     def _update(self, rule: Callable[..., Any], group: dict[str, Any], lists: Sequence[Sequence[Any]],
                 bucket_by: Sequence[Any] | None, hyper: dict[str, Any]) -> None:
         """:meth:`_apply`'s unfused paths: per tensor, or on :class:`Many` buckets."""
-        if not self._multi_tensor or not self._use_foreach(group, lists[0]) or any(
+        per_tensor = not self._multi_tensor or getattr(rule, "per_tensor", False)  # (stored state: per tensor)
+        if per_tensor or not self._use_foreach(group, lists[0]) or any(
             isinstance(t, Tensor) and t.is_sparse for t in lists[1]
         ):
             for items in zip(*lists, strict=True):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import _fused
+from . import _fused, _lowp
 from ._many import Many
 from .optimizer import Optimizer, use_grad_for_differentiable, validate
 
@@ -64,7 +64,9 @@ class RMSprop(Optimizer):
     def __init__(self, params: Any, lr: float | Tensor = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0, momentum: float = 0, centered: bool = False, capturable: bool = False,
                  foreach: bool | None = None, maximize: bool = False, differentiable: bool = False, *,
-                 fused: bool | None = None) -> None:
+                 fused: bool | None = None,
+                 state_dtype: Any = None,
+                 param_rounding: str | None = None) -> None:
         validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
         validate(0.0 <= lr, f"Invalid learning rate: {lr}")
         validate(0.0 <= eps, f"Invalid epsilon value: {eps}")
@@ -75,9 +77,11 @@ class RMSprop(Optimizer):
                         capturable=capturable, foreach=foreach, maximize=maximize, differentiable=differentiable)
         if fused is not None:  # optimlab's extension (torch has no fused variant): kept out of torch's defaults
             defaults["fused"] = fused
+        defaults.update(_lowp.options(state_dtype, param_rounding))
         super().__init__(params, defaults)
         _fused.check_init(self, fused, defaults.get("foreach"), differentiable)
 
+    _lowp_state = {"square_avg": False, "momentum_buffer": True, "grad_avg": True}
     _group_defaults = (
         ("momentum", 0), ("centered", False), ("foreach", None), ("maximize", False), ("differentiable", False),
         ("capturable", False),

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import _fused
+from . import _fused, _lowp
 from ._many import each
 from .optimizer import Optimizer, use_grad_for_differentiable, validate
 
@@ -55,7 +55,9 @@ class Rprop(Optimizer):
     def __init__(self, params: Any, lr: float | Tensor = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
                  step_sizes: tuple[float, float] = (1e-6, 50), *, capturable: bool = False,
                  foreach: bool | None = None, maximize: bool = False, differentiable: bool = False,
-                 fused: bool | None = None) -> None:
+                 fused: bool | None = None,
+                 state_dtype: Any = None,
+                 param_rounding: str | None = None) -> None:
         validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
         validate(0.0 <= lr, f"Invalid learning rate: {lr}")
         validate(0.0 < etas[0] < 1.0 < etas[1], f"Invalid eta values: {etas[0]}, {etas[1]}")
@@ -63,9 +65,11 @@ class Rprop(Optimizer):
                         differentiable=differentiable, capturable=capturable)
         if fused is not None:  # optimlab's extension (torch has no fused variant): kept out of torch's defaults
             defaults["fused"] = fused
+        defaults.update(_lowp.options(state_dtype, param_rounding))
         super().__init__(params, defaults)
         _fused.check_init(self, fused, defaults.get("foreach"), differentiable)
 
+    _lowp_state = {"prev": True, "step_size": False}
     _group_defaults = (("foreach", None), ("maximize", False), ("differentiable", False), ("capturable", False))
     _scalar_state = ()
 

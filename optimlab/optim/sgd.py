@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _lowp
 from ._many import Many
 from ._rule import fused_rule
 from .optimizer import Optimizer, compiling, use_grad_for_differentiable, validate
@@ -71,7 +72,9 @@ class SGD(Optimizer):
 
     def __init__(self, params: Any, lr: float | Tensor = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float | Tensor = 0, nesterov: bool = False, *, maximize: bool = False,
-                 foreach: bool | None = None, differentiable: bool = False, fused: bool | None = None) -> None:
+                 foreach: bool | None = None, differentiable: bool = False, fused: bool | None = None,
+                 state_dtype: Any = None,
+                 param_rounding: str | None = None) -> None:
         validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
         validate(lr >= 0.0, f"Invalid learning rate: {lr}")
         validate(momentum >= 0.0, f"Invalid momentum value: {momentum}")
@@ -81,12 +84,14 @@ class SGD(Optimizer):
                         fused=fused)
         validate(not (nesterov and (momentum <= 0 or dampening != 0)),
                  "Nesterov momentum requires a momentum and zero dampening")
+        defaults.update(_lowp.options(state_dtype, param_rounding))
         super().__init__(params, defaults)
         if fused:
             self._step_supports_amp_scaling = True
             validate(not differentiable, "`fused` does not support `differentiable`", RuntimeError)
             validate(not foreach, "`fused` and `foreach` cannot be `True` together.", RuntimeError)
 
+    _lowp_state = {"momentum_buffer": True}
     _group_defaults = (
         ("nesterov", False), ("maximize", False), ("foreach", None), ("differentiable", False), ("fused", False),
     )
@@ -116,8 +121,9 @@ class SGD(Optimizer):
                 continue
             new = {i for i, b in enumerate(bufs) if b is None}
             for i in new:
-                bufs[i] = states[i]["momentum_buffer"] = torch.zeros_like(params[i],
-                                                                          memory_format=torch.preserve_format)
+                states[i]["momentum_buffer"] = torch.zeros_like(params[i], memory_format=torch.preserve_format)
+                self._compact(params[i], group)
+                bufs[i] = states[i]["momentum_buffer"]
             for first in (True, False):
                 sel = [i for i in range(len(params)) if (i in new) == first]
                 if sel:

@@ -1,0 +1,329 @@
+"""Low-precision optimizer state (``state_dtype=``) and bfloat16 parameters (``param_rounding=``): the one
+quantise/dequantise layer.
+
+An algorithm's rule is not touched. :func:`wrap` turns it into a rule over the *stored* tensors: it loads each
+compact state tensor as float32, runs the rule, and stores the results back, so the per-tensor path and the
+compiled ``fused=True`` path (:mod:`._fused` traces the wrapped rule like any other) run the same code.
+
+Storage, per state tensor that the algorithm names in ``_lowp_state`` (``True``: signed, a first moment;
+``False``: non-negative, a second moment), for parameters with at least :data:`MIN_NUMEL` elements:
+
+* ``"bfloat16"``: the tensor in bfloat16, stored with **stochastic rounding**: x's float32 bits plus 16 random
+  bits, truncated, so E[round(x)] = x and small updates are not lost.
+* ``"int8"`` (contiguous parameters whose size is a multiple of :data:`BLOCK`): **block-wise 8-bit codes** with
+  one float32 scale per block of :data:`BLOCK` elements, the block's absolute maximum a (Dettmers et al. 2022).
+  The code map is a companding power law, evaluated in closed form in the kernel (no table lookup):
+  signed, ``x = a · c·|c| / 127²`` for ``c ∈ [-127, 127]`` (int8); non-negative, ``x = a · (c / 255)⁴`` for
+  ``c ∈ [0, 255]`` (uint8), and a positive x never stores as 0 (its code is at least 1), so a second moment
+  never vanishes under its first. Relative precision is finest near a and coarser toward 0, as in the dynamic
+  map; quantisation is to the nearest code. The scales are ``<name>_absmax``.
+
+Random bits come from a counter-based hash of (element index, a per-parameter 64-bit counter): the counter is
+the state's ``rounding_seed`` (drawn from torch's default generator when the state is created, advanced every
+step), so two runs with the same ``torch.manual_seed`` are identical and a checkpoint resumes the sequence.
+
+``param_rounding`` (bfloat16/float16 parameters): the rule updates a float32 copy, stored back to the parameter
+to the nearest value (``"nearest"``), stochastically (``"stochastic"``), or with a compensation buffer
+``param_comp`` holding what rounding lost (``"kahan"``, Zamirai et al. 2020).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import operator
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._rule import spec_of
+
+__all__ = ["BLOCK", "MIN_NUMEL", "fp32_state_dict", "options"]
+
+#: elements per int8 block (one float32 scale each)
+BLOCK = 256
+#: parameters smaller than this keep full-precision state (biases, norms)
+MIN_NUMEL = 4096
+_STATE_DTYPES = {None: None, torch.bfloat16: "bfloat16", "bfloat16": "bfloat16", "bf16": "bfloat16",
+                 "int8": "int8", torch.int8: "int8"}
+_ROUNDINGS = (None, "nearest", "stochastic", "kahan")
+_CODES = (torch.int8, torch.uint8)
+_M32 = 0xFFFFFFFF
+_HASH = 0x45D9F3B  # (< 2**31: products of 32-bit values stay inside int64)
+
+
+def options(state_dtype: Any, param_rounding: str | None) -> dict[str, Any]:
+    """The group keys for the constructor's low-precision options (none when both are off, so the defaults and
+    checkpoints stay torch's)."""
+    if state_dtype not in _STATE_DTYPES:
+        raise ValueError(f"Invalid state_dtype: {state_dtype!r} (expected None, torch.bfloat16 or 'int8')")
+    if param_rounding not in _ROUNDINGS:
+        raise ValueError(f"Invalid param_rounding: {param_rounding!r} (expected one of {list(_ROUNDINGS)})")
+    out: dict[str, Any] = {}
+    if state_dtype is not None:
+        out["state_dtype"] = _STATE_DTYPES[state_dtype]
+    if param_rounding is not None:
+        out["param_rounding"] = param_rounding
+    return out
+
+
+def enabled(group: dict[str, Any]) -> bool:
+    return group.get("state_dtype") is not None or group.get("param_rounding") is not None
+
+
+def _low_param(p: Tensor) -> bool:
+    return p.dtype in (torch.bfloat16, torch.float16)
+
+
+def _int8_ok(p: Tensor) -> bool:
+    return p.is_contiguous() and p.numel() % BLOCK == 0
+
+
+# ------------------------------------------------------------------------------------------- state layout
+def compact(st: dict[str, Any], p: Tensor, group: dict[str, Any], kinds: dict[str, bool], index: int) -> None:
+    """Turn ``p``'s full-precision state tensors named in ``kinds`` into the group's storage (in place in
+    ``st``), add the rounding counter (seeded by ``p``'s ``index`` among the optimizer's parameters) and the
+    Kahan buffer where needed. Already compact tensors stay."""
+    if not enabled(group) or p.is_complex() or not p.is_floating_point():
+        return
+    mode = group.get("state_dtype")
+    stochastic = False
+    if mode is not None and p.numel() >= MIN_NUMEL:
+        for key, signed in kinds.items():
+            t = st.get(key)
+            if not isinstance(t, Tensor) or t.dim() == 0 or t.dtype in _CODES or t.dtype == torch.bfloat16 \
+                    or t.shape != p.shape:
+                continue
+            if mode == "int8" and _int8_ok(p):
+                st[key], st[key + "_absmax"] = quantize(t.reshape(-1, BLOCK).float(), signed)
+                st[key] = st[key].view(p.shape)
+                st[key + "_absmax"] = st[key + "_absmax"].view(-1)
+            elif mode == "bfloat16" or mode == "int8" and _low_param(p):
+                st[key] = t.to(torch.bfloat16)
+                stochastic = True
+    rounding = group.get("param_rounding") if _low_param(p) else None
+    if rounding == "kahan" and "param_comp" not in st:
+        st["param_comp"] = torch.zeros_like(p)
+    if (stochastic or rounding == "stochastic") and "rounding_seed" not in st:
+        # from torch.manual_seed's seed and the parameter's position, without drawing from (moving) the generator
+        seed = (torch.initial_seed() * 0x9E3779B97F4A7C15 + (index + 1) * 0xBF58476D1CE4E5B9) % 2**62
+        st["rounding_seed"] = torch.tensor(seed, dtype=torch.int64, device=p.device)
+
+
+class _Expanded:
+    """One group's stored-state argument lists, kept while the parameters (object and storage) and state
+    tensors are the same objects (new views each step would make :mod:`._fused` re-plan every step)."""
+
+    __slots__ = ("refs", "ptrs", "blocked", "lists", "rule")
+
+    def __init__(self, refs: list[tuple[Any, ...]], ptrs: list[int], blocked: list[bool], lists: list[list[Any]],
+                 rule: Callable[..., Any]) -> None:
+        self.refs, self.ptrs, self.blocked, self.lists, self.rule = refs, ptrs, blocked, lists, rule
+
+    def fits(self, refs: list[tuple[Any, ...]], params: Sequence[Tensor]) -> bool:
+        return (len(refs) == len(self.refs) and all(len(a) == len(b) and all(map(operator.is_, a, b))
+                                                    for a, b in zip(refs, self.refs, strict=True))
+                and [p.data_ptr() for p in params] == self.ptrs)
+
+
+_expanded: weakref.WeakKeyDictionary[Any, dict[tuple[int, Any], _Expanded]] = weakref.WeakKeyDictionary()
+
+
+def expand(opt: Any, group: dict[str, Any], rule: Callable[..., Any],
+           lists: Sequence[Sequence[Any]]) -> tuple[Callable[..., Any], list[list[Any]]]:
+    """The stored-state form of ``rule`` (:func:`wrap`) and its argument lists: an int8 parameter's tensors as
+    (blocks, BLOCK) views, each state position's scales as (blocks, 1) (None where not int8), then the rounding
+    counters and Kahan buffers."""
+    refs = [tuple(x) for j, x in enumerate(lists) if j != 1]
+    cache = _expanded.setdefault(opt, {})
+    done = cache.get((id(group), rule))
+    if done is None or not done.fits(refs, lists[0]):
+        done = cache[id(group), rule] = _expand(opt.state, rule, lists, refs)
+    out = [list(x) for x in done.lists]
+    out[1] = [g.reshape(-1, BLOCK) if b else g for g, b in zip(lists[1], done.blocked, strict=True)]
+    return done.rule, out
+
+
+def _expand(state: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]],
+            refs: list[tuple[Any, ...]]) -> _Expanded:
+    prms = inspect.signature(rule).parameters
+    names = list(prms)
+    n = sum(prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD) for prm in prms.values())
+    state_pos = tuple(j for j in range(2, n) if names[j] != "step")
+    params = lists[0]
+    out = [list(x) for x in lists]
+    scales: list[list[Any]] = [[None] * len(params) for _ in state_pos]
+    seeds: list[Any] = [None] * len(params)
+    comps: list[Any] = [None] * len(params)
+    blocked = [False] * len(params)
+    for i, p in enumerate(params):
+        st = state[p]
+        seeds[i] = st.get("rounding_seed")
+        comps[i] = st.get("param_comp")
+        for k, j in enumerate(state_pos):
+            t = lists[j][i]
+            if isinstance(t, Tensor) and t.dtype in _CODES:
+                name = next(key for key, v in st.items() if v is t)
+                scales[k][i] = st[name + "_absmax"].view(-1, 1)
+                blocked[i] = True
+        if blocked[i]:
+            for j, x in enumerate(out):
+                t = x[i]
+                if j != 1 and isinstance(t, Tensor) and t.dim() and t.numel() == p.numel():
+                    x[i] = t.view(-1, BLOCK)
+    return _Expanded(refs, [p.data_ptr() for p in params], blocked, out + scales + [seeds, comps],
+                     wrap(rule, n, state_pos))
+
+
+@functools.cache
+def wrap(rule: Callable[..., Any], n: int, state_pos: tuple[int, ...]) -> Callable[..., Any]:
+    """``rule`` over stored tensors: ``(*rule's positional args, *scales, seed, comp, **hyper)``."""
+    spec = spec_of(rule)
+
+    def lowp_rule(*args: Any, **hyper: Any) -> None:
+        items = list(args[:n])
+        scales = args[n:n + len(state_pos)]
+        seed, comp = args[n + len(state_pos):]
+        p = items[0]
+        low_p = isinstance(p, Tensor) and _low_param(p)
+        stores: list[tuple[Tensor, Tensor, Any]] = []
+        for j, scale in zip(state_pos, scales, strict=True):
+            t = items[j]
+            if not isinstance(t, Tensor):
+                continue
+            if scale is not None:
+                items[j] = dequantize(t, scale)
+                stores.append((t, items[j], scale))
+            elif t.dtype == torch.bfloat16:
+                items[j] = t.float()
+                stores.append((t, items[j], None))
+        if low_p:
+            items[0] = p.float() if comp is None else p.float() + comp.float()
+        rule(*items, **hyper)
+        key = None if seed is None else _key(seed)
+        draws = 0
+        for stored, full, scale in stores:
+            if scale is not None:
+                codes, absmax = quantize(full, stored.dtype == torch.int8)
+                stored.copy_(codes)
+                scale.copy_(absmax)
+            else:
+                stored.copy_(_sr_bf16(full, key, draws) if key is not None else full)
+                draws += 1
+        if low_p:
+            new = items[0]
+            if comp is not None:
+                p.copy_(new)
+                comp.copy_(new - p.float())
+            elif key is not None:
+                p.copy_(_sr_bf16(new, key, draws) if p.dtype == torch.bfloat16 else new)
+            else:
+                p.copy_(new)
+        if seed is not None:
+            seed.add_(1)
+
+    sig = inspect.signature(rule)
+    prms = list(sig.parameters.values())
+    extra = [inspect.Parameter(f"_scale{j}", inspect.Parameter.POSITIONAL_OR_KEYWORD) for j in state_pos]
+    extra += [inspect.Parameter(x, inspect.Parameter.POSITIONAL_OR_KEYWORD) for x in ("_seed", "_comp")]
+    lowp_rule.__signature__ = sig.replace(parameters=prms[:n] + extra + prms[n:])  # type: ignore[attr-defined]
+    lowp_rule.__name__ = f"lowp_{rule.__name__}"
+    lowp_rule.__qualname__ = lowp_rule.__name__
+    lowp_rule.fused_spec = replace(spec, shaped=True)  # type: ignore[attr-defined]
+    lowp_rule.per_tensor = True  # type: ignore[attr-defined]
+    return lowp_rule
+
+
+# ------------------------------------------------------------------------------------------------- codecs
+def dequantize(codes: Tensor, absmax: Tensor) -> Tensor:
+    """float32 values of (blocks, BLOCK) codes with (blocks, 1) scales: a·c|c|/127² (int8), a·(c/255)⁴ (uint8)."""
+    c = codes.float()
+    if codes.dtype == torch.int8:
+        return c * c.abs() * (absmax * (1.0 / 127**2))
+    c2 = c * c
+    return c2 * c2 * (absmax * (1.0 / 255**4))
+
+
+def quantize(x: Tensor, signed: bool) -> tuple[Tensor, Tensor]:
+    """Nearest codes and per-block scales of (blocks, BLOCK) float32 values (the inverse maps of
+    :func:`dequantize`; a positive non-negative value gets a code of at least 1)."""
+    absmax = x.abs().amax(dim=-1, keepdim=True)
+    inv = torch.where(absmax > 0, 1.0 / absmax, 0.0)
+    u = x.abs() * inv
+    if signed:
+        return (u.sqrt() * 127).round().copysign(x).to(torch.int8), absmax
+    c = (u.sqrt().sqrt() * 255).round()
+    return torch.where(x > 0, c.clamp(min=1), c).to(torch.uint8), absmax
+
+
+def _mix(x: Tensor) -> Tensor:
+    """A 32-bit integer hash (two xor-shift-multiply rounds) of non-negative int64 values below 2³²."""
+    x = ((x >> 16) ^ x) * _HASH & _M32
+    x = ((x >> 16) ^ x) * _HASH & _M32
+    return (x >> 16) ^ x
+
+
+def _key(seed: Tensor) -> Tensor:
+    """This step's stream key from the 0-d rounding counter."""
+    return _mix((seed & _M32) ^ _mix(seed >> 32 & _M32))
+
+
+def _sr_bf16(x: Tensor, key: Tensor, draw: int) -> Tensor:
+    """``x`` (float32) rounded stochastically to bfloat16: its bits plus 16 random bits, truncated. Two draws
+    share one hash (its low and high halves)."""
+    idx = torch.arange(x.numel(), device=x.device, dtype=torch.int64).view(x.shape)
+    bits = _mix((idx + (draw // 2) * 0x9E3779B9 ^ key) & _M32)
+    r = bits & 0xFFFF if draw % 2 == 0 else bits >> 16
+    b = x.contiguous().view(torch.int32)
+    return ((b + r.to(torch.int32)) & -65536).view(torch.float32).to(torch.bfloat16)
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+def fp32_state_dict(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an optimizer ``state_dict`` with low-precision state in torch's float32 format: int8 codes and
+    their ``*_absmax`` scales decoded, bfloat16 state widened, ``rounding_seed``/``param_comp`` and the
+    ``state_dtype``/``param_rounding`` group keys dropped. torch's own optimizer then loads it."""
+    state = {}
+    for pid, st in state_dict["state"].items():
+        new = {}
+        for k, v in st.items():
+            if k.endswith("_absmax") or k in ("rounding_seed", "param_comp"):
+                continue
+            if isinstance(v, Tensor) and v.dtype in _CODES and k + "_absmax" in st:
+                full = dequantize(v.reshape(-1, BLOCK), st[k + "_absmax"].view(-1, 1).float())
+                v = full.view(v.shape)
+            elif isinstance(v, Tensor) and v.dtype == torch.bfloat16 and v.dim():
+                v = v.float()
+            new[k] = v
+        state[pid] = new
+    groups = [{k: v for k, v in g.items() if k not in ("state_dtype", "param_rounding")}
+              for g in state_dict["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def conform(opt: Any, saved: dict[int, dict[str, Tensor]]) -> None:
+    """After ``load_state_dict``: put back the stored tensors that torch's loader cast to the parameter's dtype
+    (codes, counters: ``saved``, by parameter), and bring every state to its group's storage: torch float32
+    state is quantised, low-precision state loaded into a full-precision group is decoded."""
+    kinds = opt._lowp_state
+    index = -1
+    for group in opt.param_groups:
+        for p in group["params"]:
+            index += 1
+            st = opt.state.get(p)
+            if not st:
+                continue
+            for k, v in saved.get(id(p), {}).items():
+                if k in st:
+                    st[k] = v.to(p.device)
+            if not enabled(group):
+                decoded = fp32_state_dict({"state": {0: st}, "param_groups": []})["state"][0]
+                st.clear()
+                st.update({k: v.to(p.dtype) if isinstance(v, Tensor) and v.is_floating_point() and v.dim()
+                           else v for k, v in decoded.items()})
+            else:
+                compact(st, p, group, kinds, index)
