@@ -53,11 +53,7 @@ def autocast_enabled(device_type: str) -> bool:
     return torch.is_autocast_enabled(device_type)
 
 
-def _any_autocast() -> bool:
-    """Whether autocast is on for any device (True where torch cannot tell cheaply)."""
-    return _IS_ANY_AUTOCAST() if _IS_ANY_AUTOCAST is not None and not torch.compiler.is_compiling() else True
-
-
+#: whether autocast is on for any device, in one C call (None on a torch without it)
 _IS_ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", None)
 
 
@@ -67,8 +63,8 @@ def float32_under_autocast(name: str, fn: Callable[..., Any]) -> Callable[..., A
 
     @functools.wraps(fn)
     def loss(*args: Any, **kwargs: Any) -> Any:
-        if not _any_autocast():  # the common case, decided in one call
-            return fn(*args, **kwargs)
+        if _IS_ANY_AUTOCAST is not None and not torch.compiler.is_compiling() and not _IS_ANY_AUTOCAST():
+            return fn(*args, **kwargs)  # the common case: no autocast on (Dynamo cannot trace torch's test)
         first = args[0] if args else next(iter(kwargs.values()), None)
         if not isinstance(first, torch.Tensor):
             return fn(*args, **kwargs)

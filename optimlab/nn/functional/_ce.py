@@ -52,27 +52,46 @@ def class_loss(logp: Tensor, target: Tensor, valid: Tensor | None, weight: Tenso
 
 def plain_loss(logp: Tensor, target: Tensor, reduction: str) -> Tensor:
     """``-logp[i, y_i]`` reduced, for the common call (``(N, C, …)``, no weight, smoothing or ignored target): the
-    fewest ops (:func:`class_loss`'s values: in float32/64 ``Σ/(-n)`` rounds as ``mean(-·)``, CPU's mean being
-    the sum over n, and its backward is one 0-d division and an expand, where ``mean``'s divides at the input's
-    size; half types, which CPU's mean sums in float32, keep ``mean``)."""
+    fewest ops (:func:`class_loss`'s values; in float32/64 ``mean`` as ``Σ/(-n)``, bitwise CPU's mean negated, its
+    backward one 0-d division and an expand where ``mean``'s divides at the input's size; half types, which CPU's
+    mean sums in float32, keep ``mean``)."""
     picked = logp.gather(1, target.unsqueeze(1))
-    if reduction == "mean":
-        if picked.dtype == torch.float32 or picked.dtype == torch.float64:
-            return picked.sum().div(-picked.numel())
-        return picked.mean().neg()
+    if reduction == "none":
+        return picked.squeeze(1).neg()
     if reduction == "sum":
         return picked.sum().neg()
-    return picked.squeeze(1).neg()
+    dtype = picked.dtype
+    if dtype is torch.float32 or dtype is torch.float64:
+        return picked.sum().div(count(-picked.numel(), dtype) if type(logp) is Tensor else -picked.numel())
+    return picked.mean().neg()
 
 
-def plain_call(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
-               large: bool) -> bool:
-    """Whether :func:`plain_loss` serves the call: eager CPU (a failed gather then retries the checked path, which
-    raises torch's error), ``(N, C, …)`` input and ``(N, …)`` int64 target, no weight, an ``ignore_index`` no class
-    can equal, a plain reduction string, and not a ``large`` recorded input (the memory-saving Function's)."""
-    return (weight is None and input.dim() >= 2 and reduction in PLAIN_REDUCTIONS and target.dtype == torch.int64
-            and target.shape == input.shape[:1] + input.shape[2:] and not 0 <= ignore_index < input.size(1)
-            and not large and not torch.compiler.is_compiling() and input.is_cpu)
+_COUNTS: dict[tuple[int, torch.dtype], Tensor] = {}
+
+
+def count(n: int, dtype: torch.dtype) -> Tensor:
+    """``n`` as a 0-d CPU tensor, made once per (n, dtype) and kept (at most 256): dividing by it costs half of
+    dividing by a Python number, which ATen wraps in a fresh tensor per call. Only for plain tensors (a fake or
+    functional tensor's mode must make its own constants); a normal tensor even when first made in inference
+    mode, where autograd could not save it later."""
+    t = _COUNTS.get((n, dtype))
+    if t is None:
+        if len(_COUNTS) >= 256:
+            _COUNTS.clear()
+        with torch.inference_mode(False):
+            t = _COUNTS[n, dtype] = torch.tensor(n, dtype=dtype)
+    return t
+
+
+def plain_call(input: Tensor, target: Tensor, ignore_index: int, reduction: str) -> bool:
+    """Whether :func:`plain_loss` serves a call without class weights or smoothing: eager CPU (a failed gather then
+    retries the checked path, which raises torch's error), ``(N, C, …)`` input and ``(N, …)`` int64 target, an
+    ``ignore_index`` no class can equal and a plain reduction string (attribute reads: the cheapest checks)."""
+    shape = input.shape
+    return (target.dtype is torch.int64 and reduction in PLAIN_REDUCTIONS and len(shape) >= 2
+            and not 0 <= ignore_index < shape[1] and input.is_cpu and not torch.compiler.is_compiling()
+            and ((target.ndim == 1 and target.shape[0] == shape[0]) if len(shape) == 2
+                 else target.shape == shape[:1] + shape[2:]))
 
 
 PLAIN_REDUCTIONS = frozenset(("mean", "sum", "none"))

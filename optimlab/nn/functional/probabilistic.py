@@ -98,7 +98,8 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
              ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean") -> Tensor:
     """Negative log likelihood ``ℓ_i = -w[y_i]·x[i, y_i]``; ``mean`` divides by ``Σ_i w[y_i]`` over non-ignored
     targets (NaN when every target is ignored)."""
-    if size_average is None and reduce is None and plain_call(input, target, weight, ignore_index, reduction, False):
+    if weight is None and size_average is None and reduce is None and \
+            plain_call(input, target, ignore_index, reduction):
         try:
             return plain_loss(input, target, reduction)
         except (RuntimeError, IndexError):
@@ -125,8 +126,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     Probabilities: ``ℓ_i = -Σ_c w_c·ỹ_ic·logp[i, c]`` with
     ``ỹ = (1-ε)·y + ε/C``; ``mean`` divides by the number of samples ``numel / C``.
     """
-    if size_average is None and reduce is None and label_smoothing == 0.0 and \
-            plain_call(input, target, weight, ignore_index, reduction, _large(input)):
+    if weight is None and label_smoothing == 0.0 and size_average is None and reduce is None and \
+            plain_call(input, target, ignore_index, reduction) and not _large(input):
         try:
             return plain_loss(torch.log_softmax(input, 1), target, reduction)
         except (RuntimeError, IndexError):
