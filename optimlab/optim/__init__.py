@@ -20,6 +20,7 @@ from . import (  # noqa: F401  # noqa: E402, I001
     sparse_adam,
     swa_utils,
 )
+from ._lowp import fp32_state_dict
 from .adadelta import *  # noqa: F401,F403
 from .adafactor import *  # noqa: F401,F403
 from .adagrad import *  # noqa: F401,F403
@@ -37,7 +38,7 @@ from .rprop import *  # noqa: F401,F403
 from .sgd import SGD
 from .sparse_adam import *  # noqa: F401,F403
 
-__all__ = ["Optimizer", "SGD", "lr_scheduler", "swa_utils"] + [
+__all__ = ["Optimizer", "SGD", "fp32_state_dict", "lr_scheduler", "swa_utils"] + [
     name for mod in (adadelta, adafactor, adagrad, adam, adamax, adamw, asgd, lbfgs, muon, nadam, radam, rmsprop,
                      rprop, sparse_adam) for name in mod.__all__
 ]

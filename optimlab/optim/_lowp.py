@@ -51,7 +51,10 @@ MIN_NUMEL = 4096
 _STATE_DTYPES = {None: None, torch.bfloat16: "bfloat16", "bfloat16": "bfloat16", "bf16": "bfloat16",
                  "int8": "int8", torch.int8: "int8"}
 _ROUNDINGS = (None, "nearest", "stochastic", "kahan")
+#: the group keys of the options (present only when set)
+KEYS = ("state_dtype", "param_rounding")
 _CODES = (torch.int8, torch.uint8)
+_PLAIN = (Tensor, torch.nn.Parameter)
 _M32 = 0xFFFFFFFF
 _HASH = 0x45D9F3B  # (< 2**31: products of 32-bit values stay inside int64)
 
@@ -80,7 +83,14 @@ def _low_param(p: Tensor) -> bool:
 
 
 def _int8_ok(p: Tensor) -> bool:
-    return p.is_contiguous() and p.numel() % BLOCK == 0
+    """int8 blocks need a plain contiguous tensor of whole blocks (a DTensor shard's blocks would not line up
+    with its global layout: sharded parameters take bfloat16 state instead)."""
+    return type(p) in _PLAIN and p.is_contiguous() and p.numel() % BLOCK == 0
+
+
+def _local(t: Any) -> Any:
+    """A DTensor's local shard (the rule then runs on plain tensors, in place on the shard); else ``t``."""
+    return t.to_local() if isinstance(t, Tensor) and type(t) not in _PLAIN and hasattr(t, "to_local") else t
 
 
 # ------------------------------------------------------------------------------------------- state layout
@@ -102,7 +112,7 @@ def compact(st: dict[str, Any], p: Tensor, group: dict[str, Any], kinds: dict[st
                 st[key], st[key + "_absmax"] = quantize(t.reshape(-1, BLOCK).float(), signed)
                 st[key] = st[key].view(p.shape)
                 st[key + "_absmax"] = st[key + "_absmax"].view(-1)
-            elif mode == "bfloat16" or mode == "int8" and _low_param(p):
+            elif mode == "bfloat16" or mode == "int8" and (_low_param(p) or type(p) not in _PLAIN):
                 st[key] = t.to(torch.bfloat16)
                 stochastic = True
     rounding = group.get("param_rounding") if _low_param(p) else None
@@ -118,11 +128,13 @@ class _Expanded:
     """One group's stored-state argument lists, kept while the parameters (object and storage) and state
     tensors are the same objects (new views each step would make :mod:`._fused` re-plan every step)."""
 
-    __slots__ = ("refs", "ptrs", "blocked", "lists", "rule")
+    __slots__ = ("refs", "ptrs", "blocked", "lists", "rule", "sharded")
 
     def __init__(self, refs: list[tuple[Any, ...]], ptrs: list[int], blocked: list[bool], lists: list[list[Any]],
                  rule: Callable[..., Any]) -> None:
         self.refs, self.ptrs, self.blocked, self.lists, self.rule = refs, ptrs, blocked, lists, rule
+        #: some parameter is a tensor subclass (FSDP2's DTensor): the rule runs on local shards
+        self.sharded = any(type(p) not in _PLAIN for p in lists[0])
 
     def fits(self, refs: list[tuple[Any, ...]], params: Sequence[Tensor]) -> bool:
         return (len(refs) == len(self.refs) and all(len(a) == len(b) and all(map(operator.is_, a, b))
@@ -142,9 +154,14 @@ def expand(opt: Any, group: dict[str, Any], rule: Callable[..., Any],
     cache = _expanded.setdefault(opt, {})
     done = cache.get((id(group), rule))
     if done is None or not done.fits(refs, lists[0]):
+        index = {id(p): i for i, p in enumerate(p for g in opt.param_groups for p in g["params"])}
+        for p in lists[0]:  # state that the algorithm does not create (SGD without momentum): counters, buffers
+            compact(opt.state[p], p, group, opt._lowp_state, index.get(id(p), 0))
         done = cache[id(group), rule] = _expand(opt.state, rule, lists, refs)
     out = [list(x) for x in done.lists]
     out[1] = [g.reshape(-1, BLOCK) if b else g for g, b in zip(lists[1], done.blocked, strict=True)]
+    if done.sharded:
+        out = [[_local(t) for t in x] for x in out]
     return done.rule, out
 
 
@@ -300,7 +317,7 @@ def fp32_state_dict(state_dict: dict[str, Any]) -> dict[str, Any]:
                 v = v.float()
             new[k] = v
         state[pid] = new
-    groups = [{k: v for k, v in g.items() if k not in ("state_dtype", "param_rounding")}
+    groups = [{k: v for k, v in g.items() if k not in KEYS}
               for g in state_dict["param_groups"]]
     return {"state": state, "param_groups": groups}
 

@@ -279,14 +279,20 @@ class Optimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, then each state brought to its group's storage (:mod:`._lowp`): torch's
         float32 state into a low-precision group is quantised, compact state into a full-precision one decoded,
-        and the integer tensors that torch's loader casts to the parameter's dtype (codes, counters) kept."""
+        and the integer tensors that torch's loader casts to the parameter's dtype (codes, counters) kept.
+        ``state_dtype``/``param_rounding`` are this optimizer's own (how it stores), not the checkpoint's."""
         saved = {pid: {k: v for k, v in st.items() if isinstance(v, Tensor) and k != "step"
                        and v.dtype in (torch.int8, torch.uint8, torch.int64)}
                  for pid, st in state_dict.get("state", {}).items()}
         lowp = any(saved.values()) or any(_lowp.enabled(g) for g in self.param_groups) or any(
             _lowp.enabled(g) for g in state_dict.get("param_groups", ()))
+        storage = [{k: g[k] for k in _lowp.KEYS if k in g} for g in self.param_groups]
         super().load_state_dict(state_dict)
         if lowp:
+            for group, keep in zip(self.param_groups, storage, strict=False):  # this optimizer's storage policy
+                for k in _lowp.KEYS:
+                    group.pop(k, None)
+                group.update(keep)
             ids = [i for g in state_dict["param_groups"] for i in g["params"]]
             params = [p for g in self.param_groups for p in g["params"]]
             _lowp.conform(self, {id(p): saved[i] for i, p in zip(ids, params, strict=False) if saved.get(i)})
