@@ -50,16 +50,30 @@ def class_loss(logp: Tensor, target: Tensor, valid: Tensor | None, weight: Tenso
     return (loss if valid is None else torch.where(valid, loss, 0.0)), wy
 
 
-def plain_loss(logp: Tensor, target: Tensor, reduction: str) -> Tensor:
-    """``-logp[i, y_i]`` reduced, for the common call (``(N, C, …)``, no weight, smoothing or ignored target): the
-    fewest ops (:func:`class_loss`'s values; in float32/64 ``mean`` as ``Σ/(-n)``, bitwise CPU's mean negated, its
-    backward one 0-d division and an expand where ``mean``'s divides at the input's size; half types, which CPU's
-    mean sums in float32, keep ``mean``)."""
-    picked = logp.gather(1, target.unsqueeze(1))
-    if reduction == "none":
-        return picked.squeeze(1).neg()
-    if reduction == "sum":
-        return picked.sum().neg()
+def plain_loss(logp: Tensor, target: Tensor, reduction: str, weight: Tensor | None = None,
+               ignore_index: int = -100) -> Tensor:
+    """:func:`class_loss` without smoothing, reduced, in the fewest ops (the common call, :func:`plain_call`): an
+    ``ignore_index`` that is a class gathers like any class and is then set to 0 (``where``: 0 even where ``logp``
+    is inf or NaN); ``mean`` is ``Σ/(-Σ w_y·v)``, without weights or ignored classes ``Σ/(-n)`` in float32/64
+    (bitwise CPU's mean negated, its backward a 0-d division and an expand where ``mean``'s divides at the
+    input's size; half types, which CPU's mean sums in float32, keep ``mean``)."""
+    index = target.unsqueeze(1)
+    picked = logp.gather(1, index)
+    wy = None if weight is None else weight.take(index)  # after the gather, which checked the classes' range
+    if wy is not None:
+        picked = picked * wy
+    valid = index != ignore_index if 0 <= ignore_index < logp.shape[1] else None
+    if reduction != "mean":  # none, sum: the terms negated before the mask, so an ignored one is +0 as in torch
+        loss = (picked.squeeze(1) if reduction == "none" else picked).neg()
+        if valid is not None:
+            loss = torch.where(valid.squeeze(1) if reduction == "none" else valid, loss, 0.0)
+        return loss if reduction == "none" else loss.sum()
+    if valid is not None:
+        picked = torch.where(valid, picked, 0.0)
+    if wy is not None:
+        return picked.sum().div((wy if valid is None else torch.where(valid, wy, 0.0)).sum().neg())
+    if valid is not None:
+        return picked.sum().div(valid.sum().neg())
     dtype = picked.dtype
     if dtype is torch.float32 or dtype is torch.float64:
         return picked.sum().div(count(-picked.numel(), dtype) if type(logp) is Tensor else -picked.numel())
@@ -83,15 +97,18 @@ def count(n: int, dtype: torch.dtype) -> Tensor:
     return t
 
 
-def plain_call(input: Tensor, target: Tensor, ignore_index: int, reduction: str) -> bool:
-    """Whether :func:`plain_loss` serves a call without class weights or smoothing: eager CPU (a failed gather then
-    retries the checked path, which raises torch's error), ``(N, C, …)`` input and ``(N, …)`` int64 target, an
-    ``ignore_index`` no class can equal and a plain reduction string (attribute reads: the cheapest checks)."""
+def plain_call(input: Tensor, target: Tensor, weight: Tensor | None, reduction: str) -> bool:
+    """Whether :func:`plain_loss` serves a call: eager CPU (a failed gather, an out-of-range target or an
+    ``ignore_index`` outside ``[0, C)`` that a target equals, then retries the checked path, which raises torch's
+    error or ignores), ``(N, C, …)`` input and ``(N, …)`` int64 target, class weights of the input's dtype and
+    size, not requiring a gradient, and a plain reduction string (attribute reads: the cheapest checks)."""
     shape = input.shape
-    return (target.dtype is torch.int64 and reduction in PLAIN_REDUCTIONS and len(shape) >= 2
-            and not 0 <= ignore_index < shape[1] and input.is_cpu and not torch.compiler.is_compiling()
+    return (target.dtype is torch.int64 and reduction in PLAIN_REDUCTIONS and len(shape) >= 2 and input.is_cpu
+            and not torch.compiler.is_compiling()
             and ((target.ndim == 1 and target.shape[0] == shape[0]) if len(shape) == 2
-                 else target.shape == shape[:1] + shape[2:]))
+                 else target.shape == shape[:1] + shape[2:])
+            and (weight is None or (weight.dtype is input.dtype and weight.shape == shape[1:2]
+                                    and not weight.requires_grad)))
 
 
 PLAIN_REDUCTIONS = frozenset(("mean", "sum", "none"))
@@ -149,16 +166,16 @@ def with_targets(fn: Callable[[Tensor | None, Tensor], T], x: Tensor, target: Te
                  n_classes: int) -> T:
     """``fn(valid, classes)`` with ``valid`` None when no target can be ignored.
 
-    Eager CPU reads nothing from the targets in the common case: the targets are used as they are (with
-    ``ignore_index`` outside ``[0, C)``) or masked, and a failed gather (an ignored or out-of-range target)
-    retries through :func:`checked_targets`, which raises torch's IndexError or masks. Elsewhere (another
-    device, or under ``torch.compile``) nothing is read on the host: the ignored entries are masked on the
-    device, and the gather checks the range there, as torch's kernels do."""
+    Eager CPU reads nothing from the targets in the common case: the targets are used as they are (an
+    ``ignore_index`` inside ``[0, C)`` is a class any gather can read), and a failed gather (an ignored or
+    out-of-range target) retries through :func:`checked_targets`, which raises torch's IndexError or masks.
+    Elsewhere (another device, or under ``torch.compile``) nothing is read on the host: the ignored entries are
+    masked on the device, and the gather checks the range there, as torch's kernels do."""
     if not torch.compiler.is_compiling() and x.is_cpu:
         try:
             if not 0 <= ignore_index < n_classes:
                 return fn(None, target.long())
-            return fn(*masked_targets(target, ignore_index))
+            return fn(target != ignore_index, target.long())  # an ignored target is a class: nothing to mask
         except (RuntimeError, IndexError):
             return fn(*checked_targets(target, ignore_index, n_classes))
     return fn(*masked_targets(target, ignore_index))

@@ -33,18 +33,11 @@ _INDEX_DTYPES = (torch.int64, torch.uint8)
 LARGE = 1 << 16
 
 
-def _large(input: Tensor) -> bool:
-    """Whether autograd records a large input: cross entropy then goes through :class:`._ce.CrossEntropy`, which
-    keeps no ``(N, C, …)`` tensor; otherwise it composes the primitives (cheaper per call)."""
-    return input.numel() > LARGE and input.requires_grad and torch.is_grad_enabled() and \
-        not torch.compiler.is_compiling()
-
-
-def _keeps_less(input: Tensor, valid: Tensor | None, weight: Tensor | None) -> bool:
-    """Whether cross entropy goes through :class:`._ce.CrossEntropy`: a large recorded input, class weights or
-    ignored targets (a composition would keep ``w_y`` per position, or the mask and the masked classes, beyond
-    torch's log-softmax)."""
-    return (valid is not None or weight is not None or input.numel() > LARGE) and input.requires_grad and \
+def _keeps_less(input: Tensor, masked: bool, weight: Tensor | None) -> bool:
+    """Whether cross entropy goes through :class:`._ce.CrossEntropy`: autograd records a large input (more than
+    :data:`LARGE` elements), class weights or ignored targets (a composition would keep the ``(N, C, …)``
+    log-softmax, as torch does, and ``w_y`` per position, or the mask and the masked classes, beyond it)."""
+    return (masked or weight is not None or input.numel() > LARGE) and input.requires_grad and \
         torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
 
@@ -98,10 +91,9 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
              ignore_index: int = -100, reduce: bool | None = None, reduction: str = "mean") -> Tensor:
     """Negative log likelihood ``ℓ_i = -w[y_i]·x[i, y_i]``; ``mean`` divides by ``Σ_i w[y_i]`` over non-ignored
     targets (NaN when every target is ignored)."""
-    if weight is None and size_average is None and reduce is None and \
-            plain_call(input, target, ignore_index, reduction):
+    if size_average is None and reduce is None and plain_call(input, target, weight, reduction):
         try:
-            return plain_loss(input, target, reduction)
+            return plain_loss(input, target, reduction, weight, ignore_index)
         except (RuntimeError, IndexError):
             pass  # an out-of-range target: the checked path raises torch's error
     reduction = R.resolve(reduction, size_average, reduce)
@@ -126,10 +118,11 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     Probabilities: ``ℓ_i = -Σ_c w_c·ỹ_ic·logp[i, c]`` with
     ``ỹ = (1-ε)·y + ε/C``; ``mean`` divides by the number of samples ``numel / C``.
     """
-    if weight is None and label_smoothing == 0.0 and size_average is None and reduce is None and \
-            plain_call(input, target, ignore_index, reduction) and not _large(input):
+    if label_smoothing == 0.0 and size_average is None and reduce is None and \
+            plain_call(input, target, weight, reduction) and \
+            not _keeps_less(input, 0 <= ignore_index < input.shape[1], weight):
         try:
-            return plain_loss(torch.log_softmax(input, 1), target, reduction)
+            return plain_loss(torch.log_softmax(input, 1), target, reduction, weight, ignore_index)
         except (RuntimeError, IndexError):
             pass  # an out-of-range target: the checked path raises torch's error
     reduction = R.resolve(reduction, size_average, reduce)
@@ -143,7 +136,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     cdim, eps = _class_dim(input), max(label_smoothing, 0.0)
 
     def run(valid: Tensor | None, classes: Tensor) -> Tensor:
-        if _keeps_less(input, valid, weight):
+        if _keeps_less(input, valid is not None, weight):
             loss = CrossEntropy.apply(input, classes, valid, weight, eps, cdim, False)
             wy = target_weights(classes, valid, weight, input.dtype)
         else:
@@ -174,7 +167,7 @@ def _cross_entropy_probs(input: Tensor, target: Tensor, weight: Tensor | None, r
     _check_weight(weight, input, n_classes, "cross_entropy: ")
     if eps > 0.0:
         _check_smoothing(eps)
-    if _keeps_less(input, None, weight) and not target.requires_grad:  # the Function has no gradient for the target
+    if _keeps_less(input, False, weight) and not target.requires_grad:  # the Function has no gradient for the target
         loss = CrossEntropy.apply(input, target, None, weight, eps, cdim, True)
     else:
         loss = prob_loss(torch.log_softmax(input, cdim), target, weight, eps, cdim)
