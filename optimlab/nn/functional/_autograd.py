@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import _reduction as R
+
 _BCE_EPS = 1e-12  # torch's floor on x(1-x) in BCE's second derivatives
 _BCE_EPS_F32 = float(torch.tensor(1e-12, dtype=torch.float32))  # the kernel's float constant, ≈ 9.99999996e-13
 
@@ -33,6 +35,18 @@ def apply(fn: type[torch.autograd.Function], *args: Any) -> Any:
     return fn.forward(_Untracked(len(args)), *args)
 
 
+def reduced(loss: Tensor, reduction: str) -> Tensor:
+    """An elementwise loss reduced inside its Function (``none``, ``sum`` or ``mean``): one autograd node for the
+    loss and its reduction, whose backward scales the incoming 0-d gradient (:func:`element_grad`)."""
+    return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
+
+
+def element_grad(grad: Tensor, x: Tensor, reduction: str) -> Tensor:
+    """The gradient reaching each element of a loss :func:`reduced` in its Function: ``grad / n`` for ``mean``
+    (0-d; it broadcasts, and autograd sums a full-shaped gradient of it back under ``create_graph``)."""
+    return grad.div(R.count(x.numel(), grad)) if reduction == "mean" else grad
+
+
 def not_differentiable(function: str, **args: Tensor | None) -> None:
     """torch's RuntimeError for an argument its kernel has no derivative for (a class ``weight``, ``pos_weight``)
     passed with ``requires_grad`` while autograd is recording."""
@@ -51,20 +65,28 @@ class BinaryCrossEntropy(torch.autograd.Function):
     clamped logs would give 0 at the clamp instead)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, y: Tensor) -> Tensor:
+    def forward(ctx: Any, x: Tensor, y: Tensor, reduction: str = "none") -> Tensor:
         ctx.save_for_backward(x, y)
-        # in place after the first op of each term: three input-sized allocations instead of nine (each a fresh
-        # multi-MB buffer that page-faults in)
+        ctx.reduction = reduction
+        # in place after the first op of each term: three input-sized allocations (each a fresh multi-MB buffer
+        # that page-faults in); ℓ = -lerp(log(1-x), log x, y), seven kernels
         log_not = torch.neg(x).log1p_().clamp_min_(-100)
-        log_x = torch.log(x).clamp_min_(-100)
-        return torch.sub(y, 1).mul_(log_not).sub_(log_x.mul_(y))
+        return reduced(torch.lerp(log_not, torch.log(x).clamp_min_(-100), y).neg_(), reduction)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         x, y = ctx.saved_tensors
-        gx = BinaryCrossEntropySlope.apply(grad, x, y) if ctx.needs_input_grad[0] else None
+        grad = element_grad(grad, x, ctx.reduction)
+        graph = torch.is_grad_enabled()  # create_graph: the slope as a Function with torch's second derivatives
+        gx = (BinaryCrossEntropySlope.apply if graph else bce_slope)(grad, x, y) if ctx.needs_input_grad[0] else None
         gy = -grad * torch.logit(x) if ctx.needs_input_grad[1] else None
-        return gx, gy
+        return gx, gy, None
+
+
+def bce_slope(grad: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """``g·(x - y) / max(x(1-x), ε)`` in four kernels (:class:`BinaryCrossEntropySlope`'s value)."""
+    denom = torch.rsub(x, 1).mul_(x).clamp_min_(_BCE_EPS_F32)  # (1 - x)·x, as x·(1 - x) (commutative)
+    return torch.sub(x, y).mul_(grad).div_(denom)  # (x - y)·g / denom: grad·(x - y) / denom
 
 
 class BinaryCrossEntropySlope(torch.autograd.Function):
@@ -75,8 +97,7 @@ class BinaryCrossEntropySlope(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, grad: Tensor, x: Tensor, y: Tensor) -> Tensor:
         ctx.save_for_backward(grad, x, y)
-        denom = torch.rsub(x, 1).mul_(x).clamp_min_(_BCE_EPS_F32)  # (1 - x)·x, as x·(1 - x) (commutative)
-        return torch.sub(x, y).mul_(grad).div_(denom)  # (x - y)·g / denom: grad·(x - y) / denom
+        return bce_slope(grad, x, y)
 
     @staticmethod
     def backward(ctx: Any, g2: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
@@ -97,16 +118,19 @@ class BinaryCrossEntropyWithLogits(torch.autograd.Function):
     written with differentiable ops, so double backward follows."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, y: Tensor, pos_weight: Tensor | None) -> Tensor:
+    def forward(ctx: Any, x: Tensor, y: Tensor, pos_weight: Tensor | None, reduction: str = "none") -> Tensor:
         ctx.save_for_backward(x, y, pos_weight)
+        ctx.reduction = reduction
         log_sig = torch.nn.functional.logsigmoid(x)
         if pos_weight is not None:
             log_sig.mul_((pos_weight - 1).mul(y).add_(1))
-        return torch.addcmul(x, y, x, value=-1).sub_(log_sig)  # (1 - y)·x - (1 + (p-1)·y)·log σ(x)
+        # (1 - y)·x - (1 + (p-1)·y)·log σ(x)
+        return reduced(torch.addcmul(x, y, x, value=-1).sub_(log_sig), reduction)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         x, y, pw = ctx.saved_tensors
+        grad = element_grad(grad, x, ctx.reduction)
         gx = gy = None
         if torch.is_grad_enabled():  # create_graph: out of place, so autograd can differentiate this backward
             if ctx.needs_input_grad[0]:
@@ -115,7 +139,7 @@ class BinaryCrossEntropyWithLogits(torch.autograd.Function):
             if ctx.needs_input_grad[1]:
                 logsig = torch.nn.functional.logsigmoid
                 gy = (-x if pw is None else logsig(-x) - logsig(x) * pw) * grad
-            return gx, gy, None
+            return gx, gy, None, None
         if ctx.needs_input_grad[0]:
             if pw is None:
                 gx = torch.sigmoid(x).sub_(y).mul_(grad)
@@ -125,4 +149,4 @@ class BinaryCrossEntropyWithLogits(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             logsig = torch.nn.functional.logsigmoid
             gy = (x.neg() if pw is None else logsig(-x).sub_(logsig(x).mul_(pw))).mul_(grad)
-        return gx, gy, None
+        return gx, gy, None, None

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
+from .. import _reduction as R
+
 T = TypeVar("T")
 
 
@@ -76,25 +78,8 @@ def plain_loss(logp: Tensor, target: Tensor, reduction: str, weight: Tensor | No
         return picked.sum().div(valid.sum().neg())
     dtype = picked.dtype
     if dtype is torch.float32 or dtype is torch.float64:
-        return picked.sum().div(count(-picked.numel(), dtype) if type(logp) is Tensor else -picked.numel())
+        return picked.sum().div(R.count(-picked.numel(), logp))
     return picked.mean().neg()
-
-
-_COUNTS: dict[tuple[int, torch.dtype], Tensor] = {}
-
-
-def count(n: int, dtype: torch.dtype) -> Tensor:
-    """``n`` as a 0-d CPU tensor, made once per (n, dtype) and kept (at most 256): dividing by it costs half of
-    dividing by a Python number, which ATen wraps in a fresh tensor per call. Only for plain tensors (a fake or
-    functional tensor's mode must make its own constants); a normal tensor even when first made in inference
-    mode, where autograd could not save it later."""
-    t = _COUNTS.get((n, dtype))
-    if t is None:
-        if len(_COUNTS) >= 256:
-            _COUNTS.clear()
-        with torch.inference_mode(False):
-            t = _COUNTS[n, dtype] = torch.tensor(n, dtype=dtype)
-    return t
 
 
 def plain_call(input: Tensor, target: Tensor, weight: Tensor | None, reduction: str) -> bool:

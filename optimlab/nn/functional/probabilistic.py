@@ -179,9 +179,10 @@ def _cross_entropy_probs(input: Tensor, target: Tensor, weight: Tensor | None, r
 
 
 def _reduce_by_count(loss: Tensor, reduction: str) -> Tensor:
-    """``mean`` as ``Σ loss / n``: its backward is an expand (a view) where ``mean``'s materialises ``grad / n``
-    at the input's size, one full pass more for the custom-Function losses."""
-    return R.reduce(loss, reduction, loss.numel() if reduction == "mean" else None)
+    """``mean`` of more than :data:`LARGE` elements as ``Σ loss / n``: its backward is an expand (a view) where
+    ``mean``'s materialises ``grad / n`` at the input's size, one full pass more for the custom-Function losses;
+    smaller ones by ``mean`` (one autograd node, not two)."""
+    return R.reduce(loss, reduction, loss.numel() if reduction == "mean" and loss.numel() > LARGE else None)
 
 
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -200,16 +201,29 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
         if weight.shape != input.shape:
             raise RuntimeError(f"weight of shape {list(weight.shape)} does not match the input's {list(input.shape)}")
     not_differentiable("binary_cross_entropy", weight=weight)
-    if R.host(input) and R.host(target) and input.numel():  # data-dependent: eager CPU only (torch's kernels
-        # check on the device); one pass per tensor and one host read; NaN fails the test, as in torch's kernel
-        lo_x, hi_x, lo_y, hi_y = torch.stack((*input.detach().aminmax(), *target.detach().aminmax())).tolist()
-        for name, lo, hi in (("input", lo_x, hi_x), ("target", lo_y, hi_y)):
-            if not (lo >= 0 and hi <= 1):
-                raise RuntimeError(f"all elements of {name} should be between 0 and 1")
-    loss = apply(BinaryCrossEntropy, input, target)
-    if weight is not None:
-        loss = loss * weight
-    return _reduce_by_count(loss, reduction)
+    # torch's range checks, data-dependent: eager CPU only (torch's kernels check on the device), NaN failing them
+    # as in torch's kernel. The target's: one pass and two scalar reads; the input's shows as a NaN loss (the log
+    # of an x outside [0, 1], or a NaN x), so a reduced loss is checked by reading it (a NaN weight also makes one:
+    # then the input is checked and passes)
+    check = R.host(input) and R.host(target) and input.numel()
+    if check:
+        _check_unit(target, "target")
+        if reduction == "none":
+            _check_unit(input, "input")
+    if weight is None:
+        loss = apply(BinaryCrossEntropy, input, target, reduction)
+    else:
+        loss = _reduce_by_count(apply(BinaryCrossEntropy, input, target, "none") * weight, reduction)
+    if check and reduction != "none" and math.isnan(loss.item()):
+        _check_unit(input, "input")
+    return loss
+
+
+def _check_unit(t: Tensor, name: str) -> None:
+    """torch's RuntimeError unless every element of ``t`` lies in [0, 1] (NaN fails; reads ``t``: CPU only)."""
+    lo, hi = (t.detach() if t.requires_grad else t).aminmax()
+    if not (lo.item() >= 0 and hi.item() <= 1):
+        raise RuntimeError(f"all elements of {name} should be between 0 and 1")
 
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -231,9 +245,9 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     dtype = input.dtype if input.dtype == target.dtype else torch.promote_types(input.dtype, target.dtype)
     if pos_weight is not None:
         pos_weight = pos_weight.to(dtype)
-    loss = apply(BinaryCrossEntropyWithLogits, input, target, pos_weight)
-    if weight is not None:
-        loss = loss * weight.to(dtype)
+    if weight is None:
+        return apply(BinaryCrossEntropyWithLogits, input, target, pos_weight, reduction)
+    loss = apply(BinaryCrossEntropyWithLogits, input, target, pos_weight, "none") * weight.to(dtype)
     return _reduce_by_count(loss, reduction)
 
 
