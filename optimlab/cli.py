@@ -164,13 +164,21 @@ def cmd_plot(argv: list[str]) -> int:
 
 def _optim_suite() -> Any:
     """``benchmarks/optim_suite.py`` of this checkout (the suite is not part of the installed package)."""
+    return _bench_module("optim_suite")
+
+
+def _bench_module(name: str) -> Any:
+    """``benchmarks/<name>.py`` of this checkout, loaded once per process."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "optim_suite.py"
+    key = f"optimlab_bench_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
     if not path.exists():
         raise SystemExit(f"the benchmark suite needs a source checkout ({path} is missing)")
-    spec = importlib.util.spec_from_file_location("optimlab_bench_optim_suite", path)
+    spec = importlib.util.spec_from_file_location(key, path)
     mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules[spec.name] = mod  # type: ignore[union-attr]
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
@@ -187,7 +195,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.state:
+        return cmd_bench_state(args)
     suite = _optim_suite()
+    args.rounds = 15 if args.rounds is None else args.rounds
     algos = [a.strip() for a in args.only.split(",")] if args.only else None
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=_console()) as progress:
@@ -199,8 +210,41 @@ def cmd_bench(args: argparse.Namespace) -> int:
         table.add_row(*cells)
     _console().print(table)
     if not args.no_write:
+        results = suite.HERE / "RESULTS.md"
+        kept = _bench_module("bench_state").kept_section(results.read_text()) if results.exists() else None
         suite.write_results(rows, args.device, rounds=args.rounds)
-        print(f"wrote {suite.HERE / 'RESULTS.md'} and {suite.HERE / 'optim_ratios.png'}")
+        if kept:  # the `bench --state` section survives the rewrite
+            results.write_text(results.read_text().rstrip("\n") + "\n\n" + kept)
+        print(f"wrote {results} and {suite.HERE / 'optim_ratios.png'}")
+    return 0
+
+
+def cmd_bench_state(args: argparse.Namespace) -> int:
+    """``bench --state``: state bytes per parameter and step time per state precision, optimlab against
+    torch fp32 and the peers (benchmarks/bench_state.py); writes its section of RESULTS.md and the chart."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    bs = _bench_module("bench_state")
+    rounds = 30 if args.rounds is None else args.rounds
+    algos = [a.strip() for a in args.only.split(",")] if args.only else None
+    peers = () if args.no_peers else tuple(bs.PEERS)
+    console = _console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=not console.is_terminal) as progress:
+        results, skipped = bs.run(args.device, rounds=rounds, algos=algos, peers=peers, gpt2=not args.no_gpt2,
+                                  log=progress.console.print, progress=progress)
+    table = Table(title=f"optimizer state precision, {bs.suite.machine(args.device)}, torch {torch.__version__}")
+    for col in bs.HEADER:
+        table.add_column(col, justify="left" if col in ("optimizer", "library", "state") else "right")
+    for cells in bs.table_rows(results):
+        table.add_row(*cells)
+    console.print(table)
+    for line in bs.summary_lines(results) + bs.pending_lines(results, skipped):
+        console.print(line, markup=False, highlight=False)
+    if not args.no_write:
+        bs.write_results(results, skipped, args.device, rounds, gpt2=not args.no_gpt2)
+        print(f"wrote {bs.RESULTS} (its state section) and {bs.CHART}")
     return 0
 
 
@@ -233,10 +277,17 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("plot-schedule", help="plot a scheduler's lr (and momentum) against step", add_help=False)
     be = sub.add_parser("bench", help="optimizer step benchmark: torch's paths, optimlab's, the memory floor")
     be.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    be.add_argument("--rounds", type=int, default=15)
+    be.add_argument("--rounds", type=int, help="timed rounds (default: 15; --state: 30)")
     be.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     be.add_argument("--only", help="comma-separated optimizer names")
     be.add_argument("--no-write", action="store_true", help="print the table only")
+    be.add_argument("--state", action="store_true",
+                    help="state precision instead (issue 27): state bytes/param and step time of optimlab's fp32, "
+                         "bf16 and int8 state against torch fp32, bitsandbytes and torchao "
+                         "(benchmarks/bench_state.py; writes its section of RESULTS.md and state_tradeoff.png)")
+    be.add_argument("--no-peers", action="store_true", help="--state: leave bitsandbytes and torchao out")
+    be.add_argument("--no-gpt2", action="store_true",
+                    help="--state: skip the state bytes on the GPT-2-mini set (Adam, AdamW)")
     be.set_defaults(fn=cmd_bench)
     return p
 

@@ -28,4 +28,15 @@ sys.exit(0 if v == '$TORCH_VERSION' else f'torch {v} installed where {\"$TORCH_V
   fi
   echo "$want" > "$stamp"
 fi
+# OPTIMLAB_PEERS=1: also the `peers` extra of pyproject.toml (what `python -m optimlab bench --state` compares
+# with: bitsandbytes, torchao), each with --no-deps so that neither can move torch; one that fails to install is
+# reported and left out (the bench prints why it skips it). Never needed by the tests.
+if [ "${OPTIMLAB_PEERS:-0}" = 1 ] && [ "$(cat "$VENV/.optimlab-peers" 2>/dev/null || true)" != "$want" ]; then
+  for req in $("$VENV/bin/python" -c "import re; t = open('pyproject.toml').read(); \
+print(' '.join(re.findall(r'\"([^\"]+)\"', re.search(r'^peers = \[(.*?)\]', t, re.M | re.S).group(1))))"); do
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$req" >> "$VENV/setup.log" 2>&1 ||
+      echo "could not install $req (bench --state will skip it; log: $VENV/setup.log)" >&2
+  done
+  echo "$want" > "$VENV/.optimlab-peers"
+fi
 PY=$VENV/bin/python
