@@ -103,7 +103,9 @@ def test_fused_matches_the_per_tensor_path(name, mode):
         _steps(oa, a, range(4))
         _steps(ob, b, range(4))
     for p, q in zip(a, b, strict=True):
-        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-5)
+        # the kernel's float32 results may differ in the last bit (FMAs), which can flip a stochastic rounding
+        # (one bfloat16 spacing of a moment, ~lr·2⁻⁸ on the parameter) or an int8 code by one
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-4)
         for k, v in oa.state[p].items():
             w = ob.state[q][k]
             if v.dtype in (torch.int8, torch.uint8):

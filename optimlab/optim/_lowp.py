@@ -179,7 +179,7 @@ def _expand(state: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]]
     blocked = [False] * len(params)
     for i, p in enumerate(params):
         st = state[p]
-        seeds[i] = st.get("rounding_seed")
+        seed = st.get("rounding_seed")
         comps[i] = st.get("param_comp")
         for k, j in enumerate(state_pos):
             t = lists[j][i]
@@ -192,6 +192,8 @@ def _expand(state: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]]
                 t = x[i]
                 if j != 1 and isinstance(t, Tensor) and t.dim() and t.numel() == p.numel():
                     x[i] = t.view(-1, BLOCK)
+        if seed is not None:  # with the parameter's rank: a 0-d integer input of a compiled CPU graph is a number
+            seeds[i] = seed.view((1,) * out[0][i].dim())
     return _Expanded(refs, [p.data_ptr() for p in params], blocked, out + scales + [seeds, comps],
                      wrap(rule, n, state_pos))
 
@@ -250,7 +252,8 @@ def wrap(rule: Callable[..., Any], n: int, state_pos: tuple[int, ...]) -> Callab
     lowp_rule.__signature__ = sig.replace(parameters=prms[:n] + extra + prms[n:])  # type: ignore[attr-defined]
     lowp_rule.__name__ = f"lowp_{rule.__name__}"
     lowp_rule.__qualname__ = lowp_rule.__name__
-    lowp_rule.fused_spec = replace(spec, shaped=True)  # type: ignore[attr-defined]
+    # shaped: int8 tensors come as (blocks, BLOCK) with (blocks, 1) scales; fewer slots: each compiles longer
+    lowp_rule.fused_spec = replace(spec, shaped=True, slots=min(spec.slots or 8, 4))  # type: ignore[attr-defined]
     lowp_rule.per_tensor = True  # type: ignore[attr-defined]
     return lowp_rule
 
