@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.nn.functional import logsigmoid
 
 from .. import _reduction as R
-from ._autograd import apply, not_differentiable
+from ._autograd import apply, not_differentiable, reduced
 
 __all__ = [
     "cosine_embedding_loss", "hinge_embedding_loss", "margin_ranking_loss", "multi_margin_loss",
@@ -177,12 +177,12 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
     t = target.reshape(nframe, 1)
     try:  # the gather checks the range (a device-side assert off the CPU), as torch's kernel
         loss = apply(_MultiMargin, input if input.dim() == 2 else input.reshape(nframe, C), t, weight, p,
-                     float(margin))
+                     float(margin), reduction)
     except RuntimeError:
         if R.host(t) and bool(((t < 0) | (t >= C)).any()):  # torch's message, read only after a failure
             raise RuntimeError(f"target out of range: class indices must lie in [0, {C})") from None
         raise
-    return R.reduce(loss if input.dim() == 2 else loss.reshape(target.shape), reduction)
+    return loss if input.dim() == 2 or reduction != "none" else loss.reshape(target.shape)
 
 
 def _hinge(x: Tensor, t: Tensor, margin: float) -> Tensor:
@@ -208,33 +208,42 @@ _FMAX_MAX = 1 << 12
 
 
 class _MultiMargin(torch.autograd.Function):
-    """Per-sample ``ℓ_n = (1/C) Σ_{j≠y} w_y·h_nj^p`` (:func:`_hinge`); backward recomputes ``h`` from the inputs:
-    ``∂ℓ_n/∂x_nj = w_y·[h > 0]·(1 or 2h)/C`` for ``j ≠ y`` and minus their sum at ``j = y``. Nothing but the
-    inputs is kept for backward, as torch's kernel (autograd through the hinge would keep ``(N, C)``
+    """Per-sample ``ℓ_n = (1/C) Σ_{j≠y} w_y·h_nj^p`` (:func:`_hinge`), reduced inside (one autograd node; without
+    weights ``sum``/``mean`` sum the block at once, ``/C`` or ``/(N·C)``); backward recomputes ``h`` from the
+    inputs: ``∂ℓ_n/∂x_nj = w_y·[h > 0]·(1 or 2h)/C`` for ``j ≠ y`` and minus their sum at ``j = y``. Nothing but
+    the inputs is kept for backward, as torch's kernel (autograd through the hinge would keep ``(N, C)``
     intermediates)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, t: Tensor, weight: Tensor | None, p: int, margin: float) -> Tensor:
+    def forward(ctx: Any, x: Tensor, t: Tensor, weight: Tensor | None, p: int, margin: float,
+                reduction: str) -> Tensor:
         ctx.save_for_backward(x, t, weight)
-        ctx.p, ctx.margin = p, margin
+        ctx.p, ctx.margin, ctx.reduction = p, margin, reduction
         h = _hinge(x, t, margin)
-        loss = (h.mul_(h) if p == 2 else h).sum(1)
+        if p == 2:
+            h = h.mul_(h)
+        if weight is None and reduction != "none":
+            total = h.sum()
+            return total.div(R.count(x.numel() if reduction == "mean" else x.size(1), total))
+        loss = h.sum(1)
         if weight is not None:  # w_y is constant along the row: weight the sum, not each term (one pass less)
             loss = loss * weight[t.view(-1)]
-        return loss / x.size(1)
+        return reduced(loss.div(R.count(x.size(1), loss)), reduction)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
         x, t, weight = ctx.saved_tensors
         h = _hinge(x, t, ctx.margin)
-        scale = (grad / x.size(1)).unsqueeze(1)
+        n = x.size(1) * (x.size(0) if ctx.reduction == "mean" else 1)
+        scale = grad.div(R.count(n, grad))
+        scale = scale.unsqueeze(1) if scale.dim() else scale
         if weight is not None:
             scale = scale * weight[t.view(-1)].unsqueeze(1)
         if ctx.p == 2:  # out of place under create_graph: relu_'s derivative needs h
             g = h * (scale * 2) if torch.is_grad_enabled() else h.mul_(scale * 2)
         else:  # [h > 0]·scale in one fused pass (relu's derivative kernel)
             g = torch.ops.aten.threshold_backward(scale.expand_as(h), h, 0)
-        return g.scatter_(1, t, -g.sum(1, keepdim=True)), None, None, None, None
+        return g.scatter_(1, t, -g.sum(1, keepdim=True)), None, None, None, None, None
 
 
 def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | None = None,
@@ -252,13 +261,23 @@ def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | N
         raise RuntimeError(f"inconsistent target size: {list(target.shape)} for input of size {list(input.shape)}")
     t = target if target.dim() == 2 else target.reshape(nframe, C)
     valid = (t < 0).cumsum(1) == 0  # entries before the first -1
-    if R.host(t) and nframe:  # host-side checks and trimming: data-dependent, eager CPU only; one host read
-        lo, hi, k = torch.stack((*t.aminmax(), valid.sum(1).max())).tolist()  # k: the most targets of a sample
+    if R.host(t) and nframe:  # host-side checks (and trimming): data-dependent, eager CPU only
+        if C <= _TRIM_MIN:  # two scalar reads
+            lo, hi = (v.item() for v in t.aminmax())
+        else:  # one read; k: the most targets of a sample, the (N, K, C) block's K
+            lo, hi, k = torch.stack((*t.aminmax(), valid.sum(1).max())).tolist()
         if lo < -1 or hi >= C:  # torch checks every entry, also those after the first -1
             raise RuntimeError(f"multilabel_margin_loss: target out of range: labels must lie in [0, {C}) or be -1")
-        t, valid = t[:, :k], valid[:, :k]
-    loss = apply(_MultiLabelMargin, input if input.dim() == 2 else input.reshape(nframe, C), t.clamp_min(0), valid)
-    return R.reduce(loss if input.dim() == 2 else loss.reshape(()), reduction)
+        if C > _TRIM_MIN:
+            t, valid = t[:, :k], valid[:, :k]
+    loss = apply(_MultiLabelMargin, input if input.dim() == 2 else input.reshape(nframe, C), t.clamp_min(0), valid,
+                 reduction)
+    return loss if input.dim() == 2 or reduction != "none" else loss.reshape(())
+
+
+#: classes up to which multilabel margin keeps every target column (a K = C block of at most N·64² elements): the
+#: trimming to the most targets of a sample costs more ops per call than it saves
+_TRIM_MIN = 64
 
 
 class _MultiLabelMargin(torch.autograd.Function):
@@ -271,22 +290,24 @@ class _MultiLabelMargin(torch.autograd.Function):
     ``(N, K, C)`` hinge."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, t: Tensor, valid: Tensor) -> Tensor:
+    def forward(ctx: Any, x: Tensor, t: Tensor, valid: Tensor, reduction: str) -> Tensor:
         n, c = x.shape
+        ctx.scale = c * (n if reduction == "mean" else 1)  # the reduction inside: one autograd node
         hits = x.new_zeros((n, c)).scatter_add_(1, t, valid.to(x.dtype))  # how often each class is a target
         # terms that must not count get -inf (a target as the "other" class, padding after -1): z > 0 is false
         x_i = x.masked_fill(hits > 0, -math.inf)
         x_j = x.gather(1, t).masked_fill(~valid, math.inf)  # (N, K)
         h = (1 - x_j).unsqueeze(2) + x_i.unsqueeze(1)  # (N, K, C)
+        dims = (1, 2) if reduction == "none" else (0, 1, 2)
         if h.numel() <= _FMAX_MAX:  # max(z, 0), and 0 for a NaN term (skipped, as in the kernel)
             h = torch.fmax(h, h.new_zeros(()), out=h)
-            loss = h.sum((1, 2))
+            loss = h.sum(dims)
         else:
-            loss = h.relu_().sum((1, 2))
+            loss = h.relu_().sum(dims)
             if not R.host(loss) or bool(loss.isnan().any()):  # a NaN term is skipped, as in the kernel
                 h.masked_fill_(h.isnan(), 0.0)
-                loss = h.sum((1, 2))
-        loss = loss / c
+                loss = h.sum(dims)
+        loss = loss.div(R.count(ctx.scale, loss))
         if ctx.needs_input_grad[0]:  # the counts are the gradient: only when one is wanted
             on = h > 0
             counts = on.sum(1, dtype=x.dtype).scatter_add_(1, t, on.sum(2, dtype=x.dtype).neg_())
@@ -294,9 +315,10 @@ class _MultiLabelMargin(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
         (counts,) = ctx.saved_tensors
-        return counts * (grad / counts.size(1)).unsqueeze(1), None, None
+        scale = grad.div(R.count(ctx.scale, grad))
+        return counts * (scale.unsqueeze(1) if scale.dim() else scale), None, None, None
 
 
 def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
