@@ -66,28 +66,29 @@ def reduce(loss: Tensor, reduction: str, denominator: Tensor | float | None = No
         return loss.sum()
     if denominator is None:
         return loss.mean()
-    return loss.sum().div(count(denominator, loss) if isinstance(denominator, int) else denominator)
+    return loss.sum().div(constant(denominator, loss) if isinstance(denominator, int) else denominator)
 
 
-_COUNTS: dict[tuple[int, torch.dtype], Tensor] = {}
+_CONSTANTS: dict[tuple[float, torch.dtype], Tensor] = {}
 
 
-def count(n: int, like: Tensor) -> Tensor | int:
-    """The integer ``n`` to divide a float32/64 CPU ``like`` by, as a 0-d tensor of its dtype, made once per
-    (n, dtype) and kept (at most 256): dividing by it costs half of dividing by a Python number, which ATen wraps
-    in a fresh tensor per call. ``n`` itself for other dtypes (a half-type count would round), other devices,
-    tensor subclasses (a fake or functional tensor's mode makes its own constants) and under ``torch.compile``.
-    A normal tensor even when first made in inference mode, where autograd could not save it later."""
+def constant(value: float, like: Tensor) -> Tensor | float:
+    """The number ``value`` (a count to divide by, a margin) as a 0-d tensor of a float32/64 CPU ``like``'s dtype,
+    made once per (value, dtype) and kept (at most 256): an op with it costs half of one with a Python number,
+    which ATen wraps in a fresh tensor per call. ``value`` itself for other dtypes (a half-type count would
+    round), other devices, tensor subclasses (a fake or functional tensor's mode makes its own constants) and
+    under ``torch.compile``. A normal tensor even when first made in inference mode, where autograd could not
+    save it later."""
     dtype = like.dtype
     if not (dtype is torch.float32 or dtype is torch.float64) or type(like) is not Tensor or not like.is_cpu or \
             torch.compiler.is_compiling():
-        return n
-    t = _COUNTS.get((n, dtype))
+        return value
+    t = _CONSTANTS.get((value, dtype))
     if t is None:
-        if len(_COUNTS) >= 256:
-            _COUNTS.clear()
+        if len(_CONSTANTS) >= 256:
+            _CONSTANTS.clear()
         with torch.inference_mode(False):
-            t = _COUNTS[n, dtype] = torch.tensor(n, dtype=dtype)
+            t = _CONSTANTS[value, dtype] = torch.tensor(value, dtype=dtype)
     return t
 
 

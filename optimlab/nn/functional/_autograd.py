@@ -44,7 +44,7 @@ def reduced(loss: Tensor, reduction: str) -> Tensor:
 def element_grad(grad: Tensor, x: Tensor, reduction: str) -> Tensor:
     """The gradient reaching each element of a loss :func:`reduced` in its Function: ``grad / n`` for ``mean``
     (0-d; it broadcasts, and autograd sums a full-shaped gradient of it back under ``create_graph``)."""
-    return grad.div(R.count(x.numel(), grad)) if reduction == "mean" else grad
+    return grad.div(R.constant(x.numel(), grad)) if reduction == "mean" else grad
 
 
 def not_differentiable(function: str, **args: Tensor | None) -> None:

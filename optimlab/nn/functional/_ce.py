@@ -78,7 +78,7 @@ def plain_loss(logp: Tensor, target: Tensor, reduction: str, weight: Tensor | No
         return picked.sum().div(valid.sum().neg())
     dtype = picked.dtype
     if dtype is torch.float32 or dtype is torch.float64:
-        return picked.sum().div(R.count(-picked.numel(), logp))
+        return picked.sum().div(R.constant(-picked.numel(), logp))
     return picked.mean().neg()
 
 

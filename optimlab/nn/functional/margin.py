@@ -189,12 +189,13 @@ def _hinge(x: Tensor, t: Tensor, margin: float) -> Tensor:
     """``h_nj = max(0, z_nj)`` with ``z_nj = (margin - x_{n,y_n}) + x_nj`` (the kernel's op order, so ties at 0 fall
     alike), 0 in the target's own column and where ``z`` is NaN (the kernel counts only ``z > 0``): ``fmax``
     against 0 drops a NaN in the same pass, with no host read (small blocks, see :data:`_FMAX_MAX`)."""
-    h = torch.add(x, margin - x.gather(1, t)).scatter_(1, t, 0.0)
+    h = torch.add(x, torch.rsub(x.gather(1, t), R.constant(margin, x))).scatter_(1, t, 0.0)
     if h.requires_grad:  # a double backward: relu's derivative (0 at z = 0), out of place
         h = h.relu()
         return h.masked_fill(h.isnan(), 0.0)
     if h.numel() <= _FMAX_MAX:
-        return torch.fmax(h, h.new_zeros(()), out=h)
+        zero = R.constant(0.0, h)
+        return torch.fmax(h, zero if isinstance(zero, Tensor) else h.new_zeros(()), out=h)
     h = h.relu_()
     if not R.host(h) or bool(h.sum().isnan()):  # a NaN term: cleared (eager CPU: only when the total shows one)
         h = h.masked_fill_(h.isnan(), 0.0)
@@ -224,18 +225,18 @@ class _MultiMargin(torch.autograd.Function):
             h = h.mul_(h)
         if weight is None and reduction != "none":
             total = h.sum()
-            return total.div(R.count(x.numel() if reduction == "mean" else x.size(1), total))
+            return total.div(R.constant(x.numel() if reduction == "mean" else x.size(1), total))
         loss = h.sum(1)
         if weight is not None:  # w_y is constant along the row: weight the sum, not each term (one pass less)
             loss = loss * weight[t.view(-1)]
-        return reduced(loss.div(R.count(x.size(1), loss)), reduction)
+        return reduced(loss.div(R.constant(x.size(1), loss)), reduction)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
         x, t, weight = ctx.saved_tensors
         h = _hinge(x, t, ctx.margin)
         n = x.size(1) * (x.size(0) if ctx.reduction == "mean" else 1)
-        scale = grad.div(R.count(n, grad))
+        scale = grad.div(R.constant(n, grad))
         scale = scale.unsqueeze(1) if scale.dim() else scale
         if weight is not None:
             scale = scale * weight[t.view(-1)].unsqueeze(1)
@@ -307,7 +308,7 @@ class _MultiLabelMargin(torch.autograd.Function):
             if not R.host(loss) or bool(loss.isnan().any()):  # a NaN term is skipped, as in the kernel
                 h.masked_fill_(h.isnan(), 0.0)
                 loss = h.sum(dims)
-        loss = loss.div(R.count(ctx.scale, loss))
+        loss = loss.div(R.constant(ctx.scale, loss))
         if ctx.needs_input_grad[0]:  # the counts are the gradient: only when one is wanted
             on = h > 0
             counts = on.sum(1, dtype=x.dtype).scatter_add_(1, t, on.sum(2, dtype=x.dtype).neg_())
@@ -317,7 +318,7 @@ class _MultiLabelMargin(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
         (counts,) = ctx.saved_tensors
-        scale = grad.div(R.count(ctx.scale, grad))
+        scale = grad.div(R.constant(ctx.scale, grad))
         return counts * (scale.unsqueeze(1) if scale.dim() else scale), None, None, None
 
 
