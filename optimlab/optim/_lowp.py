@@ -151,7 +151,8 @@ def expand(opt: Any, group: dict[str, Any], rule: Callable[..., Any],
     (blocks, BLOCK) views, each state position's scales as (blocks, 1) (None where not int8), then the rounding
     counters and Kahan buffers."""
     refs = [tuple(x) for j, x in enumerate(lists) if j != 1]
-    cache = _expanded.setdefault(opt, {})
+    tracing = torch.compiler.is_compiling()  # (Dynamo: no cache across calls; the views are made in the graph)
+    cache = {} if tracing else _expanded.setdefault(opt, {})
     done = cache.get((id(group), rule))
     if done is None or not done.fits(refs, lists[0]):
         index = {id(p): i for i, p in enumerate(p for g in opt.param_groups for p in g["params"])}
