@@ -196,7 +196,7 @@ def _expand(state: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]]
         if seed is not None:  # with the parameter's rank: a 0-d integer input of a compiled CPU graph is a number
             seeds[i] = seed.view((1,) * out[0][i].dim())
     return _Expanded(refs, [p.data_ptr() for p in params], blocked, out + scales + [seeds, comps],
-                     wrap(rule, n, state_pos))
+                     (wrap.__wrapped__ if torch.compiler.is_compiling() else wrap)(rule, n, state_pos))
 
 
 @functools.cache
