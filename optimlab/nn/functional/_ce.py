@@ -65,15 +65,16 @@ def plain_loss(logp: Tensor, target: Tensor, reduction: str, weight: Tensor | No
     if wy is not None:
         picked = picked * wy
     valid = index != ignore_index if 0 <= ignore_index < logp.shape[1] else None
+    zero = None if valid is None else R.constant(0.0, picked)
     if reduction != "mean":  # none, sum: the terms negated before the mask, so an ignored one is +0 as in torch
         loss = (picked.squeeze(1) if reduction == "none" else picked).neg()
         if valid is not None:
-            loss = torch.where(valid.squeeze(1) if reduction == "none" else valid, loss, 0.0)
+            loss = torch.where(valid.squeeze(1) if reduction == "none" else valid, loss, zero)
         return loss if reduction == "none" else loss.sum()
     if valid is not None:
-        picked = torch.where(valid, picked, 0.0)
+        picked = torch.where(valid, picked, zero)
     if wy is not None:
-        return picked.sum().div((wy if valid is None else torch.where(valid, wy, 0.0)).sum().neg())
+        return picked.sum().div((wy if valid is None else torch.where(valid, wy, zero)).sum().neg())
     if valid is not None:
         return picked.sum().div(valid.sum().neg())
     dtype = picked.dtype
@@ -181,13 +182,17 @@ class CrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor | None, eps: float,
-                cdim: int, probs: bool) -> Tensor:
+                cdim: int, probs: bool, reduction: str = "none") -> Tensor:
         ctx.save_for_backward(x, target, valid, weight)
-        ctx.eps, ctx.cdim, ctx.probs = eps, cdim, probs
+        ctx.eps, ctx.cdim, ctx.probs, ctx.reduction = eps, cdim, probs, reduction
         logp = torch.log_softmax(x, cdim)
         if probs:
             return prob_loss(logp, target, weight, eps, cdim)
-        return class_loss(logp, target, valid, weight, eps, cdim)[0]
+        loss, wy = class_loss(logp, target, valid, weight, eps, cdim)
+        if reduction != "mean":  # class indices reduce inside (one autograd node): Σ/Σ w_y·v, as reduce_weighted
+            return loss if reduction == "none" else loss.sum()
+        ctx.total = R.constant(loss.numel(), loss) if wy is None else wy.sum()
+        return loss.sum().div(ctx.total)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -195,6 +200,9 @@ class CrossEntropy(torch.autograd.Function):
         graph = torch.is_grad_enabled()  # create_graph: out of place, so autograd sees softmax's dependence on x
         p = torch.softmax(x, ctx.cdim)
         if ctx.probs:
-            return prob_grad(p, grad, target, weight, ctx.eps, ctx.cdim, not graph), None, None, None, None, None, None
+            gx = prob_grad(p, grad, target, weight, ctx.eps, ctx.cdim, not graph)
+            return gx, None, None, None, None, None, None, None
+        if ctx.reduction != "none":  # each position's share of the reduced loss's gradient
+            grad = (grad.div(ctx.total) if ctx.reduction == "mean" else grad).expand(target.shape)
         gx = class_grad(p, grad, target, valid, weight, ctx.eps, ctx.cdim, not graph)
-        return gx, None, None, None, None, None, None
+        return gx, None, None, None, None, None, None, None

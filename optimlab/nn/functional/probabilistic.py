@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .. import _reduction as R
 from ._autograd import BinaryCrossEntropy, BinaryCrossEntropyWithLogits, apply, not_differentiable
-from ._ce import CrossEntropy, class_loss, plain_call, plain_loss, prob_loss, target_weights, with_targets
+from ._ce import CrossEntropy, class_loss, plain_call, plain_loss, prob_loss, with_targets
 
 __all__ = [
     "binary_cross_entropy",
@@ -137,10 +137,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
 
     def run(valid: Tensor | None, classes: Tensor) -> Tensor:
         if _keeps_less(input, valid is not None, weight):
-            loss = CrossEntropy.apply(input, classes, valid, weight, eps, cdim, False)
-            wy = target_weights(classes, valid, weight, input.dtype)
-        else:
-            loss, wy = class_loss(torch.log_softmax(input, cdim), classes, valid, weight, eps, cdim)
+            return CrossEntropy.apply(input, classes, valid, weight, eps, cdim, False, R.check(reduction))
+        loss, wy = class_loss(torch.log_softmax(input, cdim), classes, valid, weight, eps, cdim)
         return R.reduce_weighted(loss, reduction, wy)
 
     return with_targets(run, input, target, ignore_index, input.size(cdim))
