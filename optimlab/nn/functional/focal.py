@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from .. import _reduction as R
+from ._autograd import BinaryCrossEntropyWithLogits, apply
 from ._ce import pick, target_weights, with_targets
-from .margin import logistic_loss
 from .probabilistic import _check_class_target, _class_dim
 
 __all__ = ["sigmoid_focal_loss", "softmax_focal_loss"]
@@ -34,11 +34,11 @@ def sigmoid_focal_loss(inputs: Tensor, targets: Tensor, alpha: float = 0.25, gam
     if targets.shape != inputs.shape:
         raise ValueError(f"Target size ({targets.size()}) must be the same as input size ({inputs.size()})")
     y = targets.to(inputs.dtype)
-    loss = logistic_loss(inputs, y)
-    if gamma != 0:
-        loss = loss * _focus(y * torch.sigmoid(-inputs) + (1 - y) * torch.sigmoid(inputs), gamma)
-    if alpha >= 0:
-        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+    loss = apply(BinaryCrossEntropyWithLogits, inputs, y, None, "none")  # BCE's core: one node, torch's gradient
+    if gamma != 0:  # 1 - p_t = σ(x) + y·(σ(-x) - σ(x)): each σ where it has no cancellation, exact at y ∈ {0, 1}
+        loss = loss * _focus(torch.lerp(torch.sigmoid(inputs), torch.sigmoid(-inputs), y), gamma)
+    if alpha >= 0:  # α_t = (1 - α) + (2α - 1)·y
+        loss = loss * (y * (2 * alpha - 1) + (1 - alpha))
     return R.reduce(loss, reduction)
 
 
