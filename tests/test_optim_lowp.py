@@ -264,3 +264,13 @@ def test_bfloat16_parameters(rounding):
         assert abs(moved - float(1 - p32.mean())) < 2e-3, moved
     if rounding == "kahan":
         assert o16.state[p16]["param_comp"].dtype == torch.bfloat16
+
+
+def test_rounding_bits_are_the_same_hash_in_32_and_64_bits_eager_and_compiled():
+    """The per-element hash runs in int32 (wrapping products); it equals the same hash in int64 with explicit
+    masks, eagerly and in an Inductor kernel, so every path draws the same bits."""
+    x = torch.randint(0, 2**32, (4099,), dtype=torch.int64, generator=torch.Generator().manual_seed(0))
+    as32 = torch.where(x >= 2**31, x - 2**32, x).to(torch.int32)
+    want = _lowp._mix(x)
+    assert torch.equal(_lowp._mix(as32).to(torch.int64) & 0xFFFFFFFF, want)
+    assert torch.equal(torch.compile(_lowp._mix)(as32).to(torch.int64) & 0xFFFFFFFF, want)

@@ -9,7 +9,7 @@ the caller turns into a fallback), and every eager path goes on without it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -77,6 +77,15 @@ def graph_pass(logic: Any) -> Any:
             return logic.uuid()
 
     return _Pass()
+
+
+def known_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The Inductor settings this torch has (optional tuning: a setting a release renamed is left out)."""
+    if not settings:
+        return {}
+    from torch._inductor import config as inductor_config
+
+    return {k: v for k, v in settings.items() if hasattr(inductor_config, k)}
 
 
 def compile_graph(gm: Any, fakes: list[Any], config: dict[str, Any]) -> Callable[..., Any]:

@@ -628,7 +628,8 @@ def _compile(rule: Callable[..., Any], consts: dict[str, Any], values: dict[str,
             try:
                 full = _compat.compile_graph(gm, fakes, {"post_grad_custom_post_pass": _compat.graph_pass(_Hoist()),
                                                          **config, **(_EAGER_FMA_INDUCTOR if rule_spec.eager_fma
-                                                                      else {})})
+                                                                      else {}),
+                                                         **_compat.known_settings(rule_spec.inductor)})
             except Exception as err:  # noqa: BLE001 - nothing builds here (the settings differ only past the build)
                 raise RuntimeError(f"{rule.__name__}: {type(err).__name__}: "
                                    f"{str(err).splitlines()[0] if str(err) else ''}") from err

@@ -56,7 +56,9 @@ KEYS = ("state_dtype", "param_rounding")
 _CODES = (torch.int8, torch.uint8)
 _PLAIN = (Tensor, torch.nn.Parameter)
 _M32 = 0xFFFFFFFF
-_HASH = 0x45D9F3B  # (< 2**31: products of 32-bit values stay inside int64)
+_HASH = 0x45D9F3B
+_RECOMPUTE = {"realize_reads_threshold": 1 << 12, "realize_opcount_threshold": 1 << 14,
+              "realize_acc_reads_threshold": 1 << 12}  # (< 2**31: products of 32-bit values stay inside int64)
 
 
 def options(state_dtype: Any, param_rounding: str | None) -> dict[str, Any]:
@@ -254,7 +256,10 @@ def wrap(rule: Callable[..., Any], n: int, state_pos: tuple[int, ...]) -> Callab
     lowp_rule.__name__ = f"lowp_{rule.__name__}"
     lowp_rule.__qualname__ = lowp_rule.__name__
     # shaped: int8 tensors come as (blocks, BLOCK) with (blocks, 1) scales; fewer slots: each compiles longer
-    lowp_rule.fused_spec = replace(spec, shaped=True, slots=min(spec.slots or 8, 4))  # type: ignore[attr-defined]
+    # recompute rather than store the new float32 moments that both the block maximum and the codes read: a
+    # stored one is a full-size scratch buffer per call (allocation, page faults, memory traffic)
+    lowp_rule.fused_spec = replace(spec, shaped=True, slots=min(spec.slots or 8, 4),  # type: ignore[attr-defined]
+                                   inductor={**spec.inductor, **_RECOMPUTE})
     lowp_rule.per_tensor = True  # type: ignore[attr-defined]
     return lowp_rule
 
@@ -282,25 +287,30 @@ def quantize(x: Tensor, signed: bool) -> tuple[Tensor, Tensor]:
 
 
 def _mix(x: Tensor) -> Tensor:
-    """A 32-bit integer hash (two xor-shift-multiply rounds) of non-negative int64 values below 2³²."""
+    """A 32-bit integer hash (two xor-shift-multiply rounds): int64 values below 2³², or int32 values as their bit
+    patterns (products wrap; the shifts are made logical by masking), hash alike."""
+    if x.dtype == torch.int32:
+        x = ((x >> 16) & 0xFFFF ^ x) * _HASH
+        x = ((x >> 16) & 0xFFFF ^ x) * _HASH
+        return (x >> 16) & 0xFFFF ^ x
     x = ((x >> 16) ^ x) * _HASH & _M32
     x = ((x >> 16) ^ x) * _HASH & _M32
     return (x >> 16) ^ x
 
 
 def _key(seed: Tensor) -> Tensor:
-    """This step's stream key from the 0-d rounding counter."""
+    """This step's stream key (int64 below 2³²) from the 64-bit rounding counter."""
     return _mix((seed & _M32) ^ _mix(seed >> 32 & _M32))
 
 
 def _sr_bf16(x: Tensor, key: Tensor, draw: int) -> Tensor:
-    """``x`` (float32) rounded stochastically to bfloat16: its bits plus 16 random bits, truncated. Two draws
-    share one hash (its low and high halves)."""
-    idx = torch.arange(x.numel(), device=x.device, dtype=torch.int64).view(x.shape)
-    bits = _mix((idx + (draw // 2) * 0x9E3779B9 ^ key) & _M32)
-    r = bits & 0xFFFF if draw % 2 == 0 else bits >> 16
-    b = x.contiguous().view(torch.int32)
-    return ((b + r.to(torch.int32)) & -65536).view(torch.float32).to(torch.bfloat16)
+    """``x`` (float32) rounded stochastically to bfloat16: its bits plus 16 random bits, truncated. The bits hash
+    (element index, key) in 32-bit integers (vector multiplies on every CPU); two draws share one hash."""
+    idx = torch.arange(x.numel(), device=x.device, dtype=torch.int32).view(x.shape)
+    salt = (key + (draw // 2) * 0x9E3779B9) & _M32
+    bits = _mix(idx ^ torch.where(salt >= 2**31, salt - 2**32, salt).to(torch.int32))
+    r = bits & 0xFFFF if draw % 2 == 0 else (bits >> 16) & 0xFFFF
+    return ((x.contiguous().view(torch.int32) + r) & -65536).view(torch.float32).to(torch.bfloat16)
 
 
 # --------------------------------------------------------------------------------------------- checkpoints

@@ -31,6 +31,7 @@ class RuleSpec:
         promote: 0-d state tensors are computed on in float64 and stored rounded (ASGD's η, μ).
         eager_fma: product-sums round as ATen's single FMAs (bit-for-bit with the eager rule).
         own_lr_dtype: a tensor lr is used in its own dtype, as eager tensor arithmetic does.
+        inductor: Inductor settings of this rule's kernels (those this torch does not know are left out).
     """
 
     slots: int | None = None
@@ -41,6 +42,7 @@ class RuleSpec:
     promote: bool = False
     eager_fma: bool = False
     own_lr_dtype: bool = False
+    inductor: Mapping[str, Any] = field(default_factory=dict)
 
 
 _DEFAULT = RuleSpec()
