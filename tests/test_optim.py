@@ -48,6 +48,9 @@ def test_signature_and_defaults_match_torch(name):
     assert issubclass(ours, torch.optim.Optimizer) and issubclass(ours, oo.Optimizer)
     s_o, s_r = inspect.signature(ours.__init__), inspect.signature(ref.__init__)
     params_o = [(p.name, p.kind, p.default) for p in s_o.parameters.values()]
+    if [p[0] for p in params_o[-2:]] == ["state_dtype", "param_rounding"]:  # issue 27's keyword-only options
+        assert all(p[1:] == (inspect.Parameter.KEYWORD_ONLY, None) for p in params_o[-2:])
+        params_o = params_o[:-2]
     if "fused" not in s_r.parameters:  # optimlab's one extension: a trailing keyword-only fused=None
         assert params_o[-1] == ("fused", inspect.Parameter.KEYWORD_ONLY, None)
         params_o = params_o[:-1]
