@@ -223,6 +223,8 @@ def test_option_off_changes_nothing_and_bad_values_raise():
         oo.AdamW(_params(), state_dtype=torch.float16)
     with pytest.raises(ValueError, match="param_rounding"):
         oo.SGD(_params(), param_rounding="up")
+    with pytest.raises(ValueError, match="differentiable"):
+        oo.Adam(_params(), state_dtype="int8", differentiable=True)
 
 
 def test_state_bytes_per_parameter_gpt2_mini():

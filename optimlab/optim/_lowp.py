@@ -61,13 +61,15 @@ _RECOMPUTE = {"realize_reads_threshold": 1 << 12, "realize_opcount_threshold": 1
               "realize_acc_reads_threshold": 1 << 12}  # (< 2**31: products of 32-bit values stay inside int64)
 
 
-def options(state_dtype: Any, param_rounding: str | None) -> dict[str, Any]:
+def options(state_dtype: Any, param_rounding: str | None, defaults: dict[str, Any]) -> dict[str, Any]:
     """The group keys for the constructor's low-precision options (none when both are off, so the defaults and
-    checkpoints stay torch's)."""
+    checkpoints stay torch's). Not with ``differentiable=True`` (the stored state has no gradient to carry)."""
     if state_dtype not in _STATE_DTYPES:
         raise ValueError(f"Invalid state_dtype: {state_dtype!r} (expected None, torch.bfloat16 or 'int8')")
     if param_rounding not in _ROUNDINGS:
         raise ValueError(f"Invalid param_rounding: {param_rounding!r} (expected one of {list(_ROUNDINGS)})")
+    if (state_dtype is not None or param_rounding is not None) and defaults.get("differentiable"):
+        raise ValueError("state_dtype/param_rounding do not support differentiable=True")
     out: dict[str, Any] = {}
     if state_dtype is not None:
         out["state_dtype"] = _STATE_DTYPES[state_dtype]

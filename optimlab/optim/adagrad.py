@@ -83,7 +83,7 @@ class Adagrad(Optimizer):
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach, maximize=maximize,
                         differentiable=differentiable, fused=fused)
-        defaults.update(_lowp.options(state_dtype, param_rounding))
+        defaults.update(_lowp.options(state_dtype, param_rounding, defaults))
         super().__init__(params, defaults)
         if fused:
             validate(not differentiable, "`fused` does not support `differentiable`", RuntimeError)

@@ -107,7 +107,7 @@ class Adam(Optimizer):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
                         foreach=foreach, capturable=capturable, differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay)
-        defaults.update(_lowp.options(state_dtype, param_rounding))
+        defaults.update(_lowp.options(state_dtype, param_rounding, defaults))
         super().__init__(params, defaults)
         if fused:
             validate(not differentiable, "`fused` does not support `differentiable`", RuntimeError)

@@ -77,7 +77,7 @@ class RMSprop(Optimizer):
                         capturable=capturable, foreach=foreach, maximize=maximize, differentiable=differentiable)
         if fused is not None:  # optimlab's extension (torch has no fused variant): kept out of torch's defaults
             defaults["fused"] = fused
-        defaults.update(_lowp.options(state_dtype, param_rounding))
+        defaults.update(_lowp.options(state_dtype, param_rounding, defaults))
         super().__init__(params, defaults)
         _fused.check_init(self, fused, defaults.get("foreach"), differentiable)
 

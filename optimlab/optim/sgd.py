@@ -84,7 +84,7 @@ class SGD(Optimizer):
                         fused=fused)
         validate(not (nesterov and (momentum <= 0 or dampening != 0)),
                  "Nesterov momentum requires a momentum and zero dampening")
-        defaults.update(_lowp.options(state_dtype, param_rounding))
+        defaults.update(_lowp.options(state_dtype, param_rounding, defaults))
         super().__init__(params, defaults)
         if fused:
             self._step_supports_amp_scaling = True
