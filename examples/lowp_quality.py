@@ -375,7 +375,8 @@ def plot(results: list[Result], path: Path, window: int) -> None:
         ax_loss.legend(fontsize=8)
         ax_ratio.axhspan(0.98, 1.02, color="green", alpha=0.1, label="within 2%")
         half = max(1, len(ref) // 2) if ref else 1
-        ax_ratio.set_xlim(half, None)  # the second half: early ratios swing with the fast initial descent
+        # the second half: early ratios swing with the fast initial descent
+        ax_ratio.set_xlim(half, len(ref) if ref else None)
         ax_ratio.set(xlabel="step", ylabel="loss / torch fp32 loss", title="ratio to torch fp32 (second half)")
         ax_ratio.legend(fontsize=8)
         for ax in (ax_loss, ax_ratio):
@@ -386,13 +387,50 @@ def plot(results: list[Result], path: Path, window: int) -> None:
     plt.close(fig)
 
 
-def markdown(results: list[Result], png: Path, md: Path, argv: list[str], settings: str) -> str:
+def seed_table(by_seed: dict[int, list[Result]]) -> str:
+    """Final train loss over torch fp32's of the same seed, per seed, and their mean."""
+    seeds = list(by_seed)
+    head = "| task | optimizer | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | max |"
+    lines = [head, "|" + "---|" * (len(seeds) + 4)]
+    first = by_seed[seeds[0]]
+    for row in first:
+        ratios = []
+        for s in seeds:
+            same = {(r.task, r.optimizer): r for r in by_seed[s]}
+            r, ref = same.get((row.task, row.optimizer)), same.get((row.task, "torch-fp32"))
+            ok = r is not None and ref is not None and not r.skipped and not ref.skipped
+            ratios.append(r.final_loss / ref.final_loss if ok else float("nan"))
+        done = [x for x in ratios if math.isfinite(x)]
+        if not done:
+            continue
+        cells = " | ".join(f"{x:.4f}" if math.isfinite(x) else "-" for x in ratios)
+        lines.append(f"| {row.task} | {LABELS[row.optimizer]} | {cells} | {sum(done) / len(done):.4f} "
+                     f"| {max(done):.4f} |")
+    return "\n".join(lines)
+
+
+def optimlab_revision() -> str:
+    """The commit of the optimlab checkout that ran, and whether optimlab/ had uncommitted changes."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "optimlab"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "optimlab (no git checkout)"
+    return f"optimlab {head}" + (" with uncommitted changes in optimlab/" if dirty else "")
+
+
+def markdown(results: list[Result], png: Path, md: Path, argv: list[str], settings: str, spread: str = "",
+             seeds: tuple[int, ...] | list[int] = (0,)) -> str:
     try:
         rel = png.relative_to(md.parent)
     except ValueError:
         rel = png
     skipped = [f"- {LABELS[r.optimizer]} ({r.task}): {r.skipped}" for r in results if r.skipped]
-    versions = [f"torch {torch.__version__}", f"Python {platform.python_version()}"]
+    versions = [optimlab_revision(), f"torch {torch.__version__}", f"Python {platform.python_version()}"]
     for dist in ("bitsandbytes", "torchao"):
         try:
             versions.append(f"{dist} {importlib.metadata.version(dist)}")
@@ -422,11 +460,17 @@ def markdown(results: list[Result], png: Path, md: Path, argv: list[str], settin
         "biases, LayerNorms) keep fp32 state, in optimlab as in both peers. *Final train loss*: the mean of the "
         "last minibatch losses (same batches for every optimizer); *ratio to fp32*: over torch's AdamW. "
         "*Wall time*: the training loop (torchao's includes `torch.compile` of its step, optimlab's fused "
-        "kernels their first-call build); *median step*: one training step (forward, backward, optimizer).",
+        "kernels their first-call build); *median step*: one training step (forward, backward, optimizer). "
+        "Times come from a 2-core machine shared with other work and are indicative only; the optimizer step "
+        "alone is timed by `python -m optimlab bench --state`.",
+        "",
+        f"Seed {seeds[0]} (weights, batches and rounding bits):",
         "",
         table(results),
         *excess,
         "",
+        *([f"Run-to-run spread: final train loss over torch fp32's, each seed (it sets the initial weights, the "
+           f"batches and the rounding bits; the plot is seed {seeds[0]}'s):", "", spread, ""] if spread else []),
         f"![loss curves]({rel.as_posix()})",
         "",
         *(["Skipped:", "", *skipped, ""] if skipped else []),
@@ -444,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus-chars", type=int, default=1_000_000)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated; the first one's runs make the main "
+                        "table and the plot, all of them a table of final-loss ratios (run-to-run spread)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "lowp_quality.md"),
                         help="markdown file; the PNG goes to img/<name>.png beside it")
     parser.add_argument("--quick", action="store_true", help="a smoke run of seconds (few steps, small corpus)")
@@ -480,32 +525,39 @@ def main(argv: list[str] | None = None) -> int:
                         f"(vocabulary {data['vocab']}), 90/10 split; batch 32, {args.gpt_steps} steps, lr 3e-3 "
                         f"(warm-up then cosine to 3e-4), betas (0.9, 0.99), weight decay 0.1, gradient clipping "
                         f"1.0; held out: loss and next-character accuracy on 512 windows of the last 10%.")
-    for task in tasks:
-        for name in names:
-            t0 = time.perf_counter()
-            try:
-                if name in slow:
-                    raise Skip(slow[name])
-                if task == "digits":
-                    r = run_digits(name, args.digits_steps, args.tail, seed=args.seed)
-                else:
-                    r = run_gpt(name, args.gpt_steps, args.tail, data, seed=args.seed, layers=args.layers)
-            except Skip as e:
-                r = Result("digits" if task == "digits" else "char-GPT", name, skipped=str(e))
-            except Exception as e:  # a peer that fails at run time: reported, not fatal
-                traceback.print_exc(limit=3)
-                r = Result("digits" if task == "digits" else "char-GPT", name,
-                           skipped=f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-            results.append(r)
-            if r.skipped:
-                print(f"{r.task:>8} {name:>14}: SKIPPED ({r.skipped})", flush=True)
+    seeds = [int(x) for x in args.seeds.split(",") if x]
+    by_seed: dict[int, list[Result]] = {}
+    for seed, task, name in ((s, t, n) for s in seeds for t in tasks for n in names):
+        t0 = time.perf_counter()
+        try:
+            if name in slow:
+                raise Skip(slow[name])
+            if task == "digits":
+                r = run_digits(name, args.digits_steps, args.tail, seed=seed)
             else:
-                print(f"{r.task:>8} {name:>14}: final train loss {r.final_loss:.4f}  held-out {r.heldout_loss:.4f}"
-                      f"  accuracy {100 * r.accuracy:.2f}%  state {r.bytes_per_param:.2f} B/param "
-                      f"(low precision: {100 * r.low_fraction:.1f}% of parameters)  {r.seconds:.1f} s "
-                      f"[{time.perf_counter() - t0:.1f} s]", flush=True)
+                r = run_gpt(name, args.gpt_steps, args.tail, data, seed=seed, layers=args.layers)
+        except Skip as e:
+            r = Result("digits" if task == "digits" else "char-GPT", name, skipped=str(e))
+        except Exception as e:  # a peer that fails at run time: reported, not fatal
+            traceback.print_exc(limit=3)
+            r = Result("digits" if task == "digits" else "char-GPT", name,
+                       skipped=f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        by_seed.setdefault(seed, []).append(r)
+        if r.skipped:
+            print(f"seed {seed} {r.task:>8} {name:>14}: SKIPPED ({r.skipped})", flush=True)
+        else:
+            print(f"seed {seed} {r.task:>8} {name:>14}: final train loss {r.final_loss:.4f}  "
+                  f"held-out {r.heldout_loss:.4f}"
+                  f"  accuracy {100 * r.accuracy:.2f}%  state {r.bytes_per_param:.2f} B/param "
+                  f"(low precision: {100 * r.low_fraction:.1f}% of parameters)  {r.seconds:.1f} s "
+                  f"[{time.perf_counter() - t0:.1f} s]", flush=True)
+    results = by_seed[seeds[0]]
     print()
     print(table(results))
+    spread = seed_table(by_seed) if len(seeds) > 1 else ""
+    if spread:
+        print()
+        print(spread)
     if not any(r.losses for r in results):
         print("no run completed")
         return 1
@@ -514,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     plot(results, png, window=max(1, min(args.tail, 20)))
     md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(markdown(results, png, md, raw_argv, "\n".join(settings)) + "\n")
+    md.write_text(markdown(results, png, md, raw_argv, "\n".join(settings), spread, seeds) + "\n")
     print(f"\nwritten: {md}, {png}")
     return 0
 

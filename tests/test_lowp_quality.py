@@ -26,13 +26,14 @@ def _load():
 
 def test_quick_run_writes_table_and_plot(tmp_path, capsys):
     md = tmp_path / "q.md"
-    assert _load().main(["--quick", "--out", str(md)]) == 0
+    assert _load().main(["--quick", "--seeds", "0,1", "--out", str(md)]) == 0
     out = capsys.readouterr().out
     text = md.read_text()
     png = tmp_path / "img" / "q.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![loss curves](img/q.png)" in text
-    rows = [line for line in text.splitlines() if line.startswith(("| digits |", "| char-GPT |"))]
+    main_table, spread = text.split("Run-to-run spread")
+    rows = [line for line in main_table.splitlines() if line.startswith(("| digits |", "| char-GPT |"))]
     assert len(rows) == 2 * 6  # every optimizer of both tasks: a result, or skipped with its reason
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
@@ -42,13 +43,18 @@ def test_quick_run_writes_table_and_plot(tmp_path, capsys):
         loss, ratio, heldout = float(cells[4]), float(cells[5]), float(cells[6])
         assert all(math.isfinite(v) for v in (loss, ratio, heldout))
         assert 0 < float(cells[2]) <= 8.5  # state bytes per parameter
+    assert "torchao" in out  # run, or skipped with its reason
     # the fp32 references always run; torch's and optimlab's fused fp32 AdamW agree
-    ref = {r.split("|")[2].strip(): r for r in rows if "fp32" in r}
-    assert len(ref) == 2 and "torchao" in out
     for task in ("digits", "char-GPT"):
         torch_row, ours_row = (next(r for r in rows if r.startswith(f"| {task} |") and label in r)
                                for label in ("torch AdamW (fp32 state)", "optimlab AdamW fused (fp32)"))
         assert abs(float(torch_row.split("|")[5]) - float(ours_row.split("|")[5])) < 1e-3
+    # the spread table: every run that ran, a finite ratio for each seed
+    spread_rows = [line for line in spread.splitlines() if line.startswith(("| digits |", "| char-GPT |"))]
+    ran = [r for r in rows if "skipped: " not in r]
+    assert len(spread_rows) == len(ran)
+    for row in spread_rows:
+        assert all(math.isfinite(float(c)) for c in row.strip("|").split("|")[2:])
 
 
 def test_state_bytes_counts_subclass_leaves_once():
