@@ -297,6 +297,8 @@ def run(device: str = "cpu", rounds: int = 30, warmup: int = 3, algos: list[str]
     """Measure every optimizer in ``algos`` (default: all eleven); returns the results and the skipped
     peers with their reasons. ``gpt2``: the set for the state-bytes column (True: GPT-2-mini; False: none);
     ``ours``: optimlab's precisions (default: fp32, bf16, int8)."""
+    global _REVISION
+    _REVISION = revision()  # what was measured (the tree may change while the run compiles)
     sync = _sync(device)
     shapes = step_shapes() if shapes is None else shapes
     gshapes = gpt2_shapes() if gpt2 is True else (gpt2 or None)
@@ -308,6 +310,9 @@ def run(device: str = "cpu", rounds: int = 30, warmup: int = 3, algos: list[str]
     results = []
     for name, kw in todo:
         res = Result(name)
+        if progress is not None:
+            progress.update(task, description=name)
+        log(f"{name}: warm-up (first steps compile), then {rounds} rounds")
         opts: dict[str, torch.optim.Optimizer] = {}
         for cfg in configs(name, kw, mods, ours):
             res.configs.append(cfg)
@@ -416,9 +421,28 @@ def pending_lines(results: list[Result], skipped: dict[str, str]) -> list[str]:
     return lines
 
 
+_REVISION: str | None = None
+
+
+def revision() -> str:
+    """optimlab's commit, and whether its package has uncommitted changes."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], cwd=HERE.parent, capture_output=True, text=True).stdout.strip()
+
+    try:
+        sha = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "optimlab")
+    except OSError:
+        return "unknown"
+    return (sha or "unknown") + (" with uncommitted changes in optimlab/" if dirty else "")
+
+
 def section(results: list[Result], skipped: dict[str, str], device: str, rounds: int,
             shapes: list[tuple[int, ...]], gpt2: bool, chart: Path) -> str:
     n = sum(math.prod(s) for s in shapes)
+    rev = _REVISION or revision()
     peers = ", ".join(f"{lib} {peer_version(lib)}" for lib in PEERS if lib not in skipped) or "none"
     lines = [
         BEGIN,
@@ -426,13 +450,13 @@ def section(results: list[Result], skipped: dict[str, str], device: str, rounds:
         "",
         f"Written by `python -m optimlab bench --state --device {device}` on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        f"Machine: {suite.machine(device)}; torch {torch.__version__}; peers: {peers}.",
+        f"Machine: {suite.machine(device)}; torch {torch.__version__}; peers: {peers}; optimlab {rev}.",
         "",
         f"Step set: {len(shapes)} float32 tensors, {n:,} elements (an MLP; tensors under 4096 elements keep fp32",
         "state in every library). State bytes / param: every tensor in `opt.state` (a shared storage once, a",
         "tensor subclass by its inner tensors) over the parameter elements"
-        + (", also on the GPT-2-mini set (17.07M elements in 52 tensors; torchao's by its state initialisation,"
-           " not a compiled step)" if gpt2 else "") + ".",
+        + (";\nalso on the GPT-2-mini set for Adam and AdamW (17.07M elements in 52 tensors; torchao's by its state\n"
+           "initialisation, not a compiled step)" if gpt2 else "") + ".",
         f"Step ms: median of {rounds} interleaved rounds (order rotating, each configuration warmed up first);",
         "× torch fp32: median of per-round ratios to torch's fp32 step (`fused=True`; where torch has no fused",
         "kernel, its faster of `foreach` and for-loop in this run). optimlab: `fused=True` with `state_dtype`",
