@@ -64,9 +64,8 @@ def reduce(loss: Tensor, reduction: str, denominator: Tensor | float | None = No
         return loss
     if reduction == "sum":
         return loss.sum()
-    if denominator is None:  # mean: one autograd node when recorded; else Σ/n, bitwise the same in less time
-        n = constant(loss.numel(), loss)  # a tensor only for float32/64 (a half type's mean divides before rounding)
-        return loss.mean() if loss.requires_grad or not isinstance(n, Tensor) else loss.sum().div(n)
+    if denominator is None:
+        return loss.mean()
     return loss.sum().div(constant(denominator, loss) if isinstance(denominator, int) else denominator)
 
 
