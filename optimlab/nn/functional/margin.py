@@ -297,8 +297,8 @@ class _MultiLabelMargin(torch.autograd.Function):
         hits = x.new_zeros((n, c)).scatter_add_(1, t, valid.to(x.dtype))  # how often each class is a target
         # terms that must not count get -inf (a target as the "other" class, padding after -1): z > 0 is false
         x_i = x.masked_fill(hits > 0, -math.inf)
-        x_j = x.gather(1, t).masked_fill(~valid, math.inf)  # (N, K)
-        h = (1 - x_j).unsqueeze(2) + x_i.unsqueeze(1)  # (N, K, C)
+        one_minus_x_j = torch.rsub(x.gather(1, t), R.constant(1.0, x))  # (N, K); -inf where not a target
+        h = torch.where(valid, one_minus_x_j, R.constant(-math.inf, x)).unsqueeze(2) + x_i.unsqueeze(1)  # (N, K, C)
         dims = (1, 2) if reduction == "none" else (0, 1, 2)
         if h.numel() <= _FMAX_MAX:  # max(z, 0), and 0 for a NaN term (skipped, as in the kernel)
             h = torch.fmax(h, h.new_zeros(()), out=h)
