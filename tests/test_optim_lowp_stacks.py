@@ -416,18 +416,11 @@ def test_compiled_step_from_the_first_step(mode):
     _assert_close_to_eager(ours, _compile_run(mode, None), mode)
 
 
-_SEED_GRAPH_BREAK = pytest.mark.xfail(
-    strict=True, raises=torch._dynamo.exc.Unsupported,
-    reason="_lowp.compact seeds the rounding counter with torch.initial_seed(), which Dynamo cannot trace ('torch.* "
-           "op returned non-Tensor'): torch.compile(opt.step, fullgraph=True) raises Unsupported on the first step of "
-           "a fresh optimizer whose state is stochastically rounded (without fullgraph that step graph-breaks there)")
-
-
-@pytest.mark.parametrize("mode", [pytest.param("bfloat16", marks=_SEED_GRAPH_BREAK), "int8"])
+@pytest.mark.parametrize("mode", ["bfloat16", "int8"])
 def test_compiled_step_fullgraph_from_the_first_step(mode):
     """``torch.compile(opt.step, fullgraph=True)`` on a fresh optimizer, as ``test_optim_compile`` compiles every
-    optimizer: the state creation traces without a graph break (``eager`` backend: tracing only). int8 state has no
-    rounding counter and passes; bfloat16's counter seeding breaks the graph (xfail)."""
+    optimizer: the state creation traces without a graph break (``eager`` backend: tracing only), the rounding
+    counter's seed included (read when the optimizer is built)."""
     ours = _compile_run(mode, "eager", fullgraph=True)
     assert ours[2][-1] == ours[2][1], ours[2]
     _assert_close_to_eager(ours, _compile_run(mode, None), mode)

@@ -98,7 +98,16 @@ def _local(t: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- state layout
-def compact(st: dict[str, Any], p: Tensor, group: dict[str, Any], kinds: dict[str, bool], index: int) -> None:
+def base_seed(opt: Any) -> int:
+    """The optimizer's stochastic-rounding seed: ``torch.initial_seed()`` when it was built (or unpickled)."""
+    seed = opt.__dict__.get("_lowp_seed")
+    if seed is None:
+        seed = opt._lowp_seed = 0 if torch.compiler.is_compiling() else torch.initial_seed()
+    return seed
+
+
+def compact(st: dict[str, Any], p: Tensor, group: dict[str, Any], kinds: dict[str, bool], index: int,
+            seed: int) -> None:
     """Turn ``p``'s full-precision state tensors named in ``kinds`` into the group's storage (in place in
     ``st``), add the rounding counter (seeded by ``p``'s ``index`` among the optimizer's parameters) and the
     Kahan buffer where needed. Already compact tensors stay."""
@@ -124,8 +133,8 @@ def compact(st: dict[str, Any], p: Tensor, group: dict[str, Any], kinds: dict[st
         st["param_comp"] = torch.zeros_like(p)
     if (stochastic or rounding == "stochastic") and "rounding_seed" not in st:
         # from torch.manual_seed's seed and the parameter's position, without drawing from (moving) the generator
-        seed = (torch.initial_seed() * 0x9E3779B97F4A7C15 + (index + 1) * 0xBF58476D1CE4E5B9) % 2**62
-        st["rounding_seed"] = torch.tensor(seed, dtype=torch.int64, device=p.device)
+        mixed = (seed * 0x9E3779B97F4A7C15 + (index + 1) * 0xBF58476D1CE4E5B9) % 2**62
+        st["rounding_seed"] = torch.tensor(mixed, dtype=torch.int64, device=p.device)
 
 
 class _Expanded:
@@ -161,7 +170,7 @@ def expand(opt: Any, group: dict[str, Any], rule: Callable[..., Any],
     if done is None or not done.fits(refs, lists[0]):
         index = {id(p): i for i, p in enumerate(p for g in opt.param_groups for p in g["params"])}
         for p in lists[0]:  # state that the algorithm does not create (SGD without momentum): counters, buffers
-            compact(opt.state[p], p, group, opt._lowp_state, index.get(id(p), 0))
+            compact(opt.state[p], p, group, opt._lowp_state, index.get(id(p), 0), base_seed(opt))
         done = cache[id(group), rule] = _expand(opt.state, rule, lists, refs)
     out = [list(x) for x in done.lists]
     out[1] = [g.reshape(-1, BLOCK) if b else g for g, b in zip(lists[1], done.blocked, strict=True)]
@@ -301,8 +310,10 @@ def _mix(x: Tensor) -> Tensor:
 
 
 def _key(seed: Tensor) -> Tensor:
-    """This step's stream key (int64 below 2³²) from the 64-bit rounding counter."""
-    return _mix((seed & _M32) ^ _mix(seed >> 32 & _M32))
+    """This step's stream key (int64 below 2³²) from the 64-bit rounding counter: one hash of its low half and
+    an odd multiple of its high half (nesting hashes would multiply the expression that a compiler inlines into
+    every element: each round reads its input twice)."""
+    return _mix((seed & _M32) ^ ((seed >> 32) * 0x9E3779B1 & _M32))
 
 
 def _sr_bf16(x: Tensor, key: Tensor, draw: int) -> Tensor:
@@ -359,4 +370,4 @@ def conform(opt: Any, saved: dict[int, dict[str, Tensor]]) -> None:
                 st.update({k: v.to(p.dtype) if isinstance(v, Tensor) and v.is_floating_point() and v.dim()
                            else v for k, v in decoded.items()})
             else:
-                compact(st, p, group, kinds, index)
+                compact(st, p, group, kinds, index, base_seed(opt))

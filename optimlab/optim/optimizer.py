@@ -270,11 +270,16 @@ class Optimizer(torch.optim.Optimizer):
             st.update(init(p, group))
             self._compact(p, group)
 
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        # stochastic rounding's seed (:mod:`._lowp`): torch's, read here rather than in a step Dynamo may trace
+        self._lowp_seed = torch.initial_seed()
+        super().__init__(params, defaults)
+
     def _compact(self, p: Tensor, group: dict[str, Any]) -> None:
         """``p``'s new state in the group's low-precision storage (``state_dtype=``/``param_rounding=``)."""
         if _lowp.enabled(group):
             index = next(i for i, q in enumerate(q for g in self.param_groups for q in g["params"]) if q is p)
-            _lowp.compact(self.state[p], p, group, self._lowp_state, index)
+            _lowp.compact(self.state[p], p, group, self._lowp_state, index, _lowp.base_seed(self))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, then each state brought to its group's storage (:mod:`._lowp`): torch's
