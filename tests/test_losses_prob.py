@@ -280,3 +280,27 @@ def test_cross_entropy_float32_as_accurate_as_torchs() -> None:
             if not diff.ok:
                 worse.append(diff.what)
     assert not worse, worse
+
+
+def test_cached_constants_work_after_inference_mode_and_stay_out_of_fake_mode() -> None:
+    """``_reduction.constant`` (the 0-d counts, margins and zeros the losses divide or compare by): made first in
+    inference mode they are still normal tensors that autograd can save; under a fake mode, whose CPU tensors
+    pass ``is_cpu``, the losses use the Python number, not a cached real tensor."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from optimlab.nn import _reduction as R
+
+    R._CONSTANTS.clear()
+    x, y, u = torch.randn(8, 5), torch.randint(0, 5, (8,)), torch.rand(8)
+    with torch.inference_mode():
+        OF.cross_entropy(x, y), OF.multi_margin_loss(x, y), OF.binary_cross_entropy(u, u)
+    assert R._CONSTANTS and all(not t.is_inference() for t in R._CONSTANTS.values())
+    x = torch.randn(8, 5, requires_grad=True)
+    p = x.sigmoid()
+    for loss in (OF.cross_entropy(x, y), OF.multi_margin_loss(x, y), OF.binary_cross_entropy(p, p.detach())):
+        loss.backward()
+    with FakeTensorMode():
+        x, y = torch.randn(8, 5, requires_grad=True), torch.randint(0, 5, (8,))
+        for loss in (OF.cross_entropy(x, y), OF.nll_loss(x, y, weight=torch.rand(5), ignore_index=1),
+                     OF.multi_margin_loss(x, y), OF.binary_cross_entropy_with_logits(x, torch.rand(8, 5))):
+            loss.backward()
