@@ -159,9 +159,10 @@ def with_targets(fn: Callable[[Tensor | None, Tensor], T], x: Tensor, target: Te
     masked on the device, and the gather checks the range there, as torch's kernels do."""
     if not torch.compiler.is_compiling() and x.is_cpu:
         try:
+            classes = target if target.dtype is torch.int64 else target.long()  # a no-op .long() costs µs
             if not 0 <= ignore_index < n_classes:
-                return fn(None, target.long())
-            return fn(target != ignore_index, target.long())  # an ignored target is a class: nothing to mask
+                return fn(None, classes)
+            return fn(target != ignore_index, classes)  # an ignored target is a class: nothing to mask
         except (RuntimeError, IndexError):
             return fn(*checked_targets(target, ignore_index, n_classes))
     return fn(*masked_targets(target, ignore_index))

@@ -33,7 +33,7 @@ def sigmoid_focal_loss(inputs: Tensor, targets: Tensor, alpha: float = 0.25, gam
         raise ValueError(f"alpha must be at most 1 (or negative to disable it), got {alpha}")
     if targets.shape != inputs.shape:
         raise ValueError(f"Target size ({targets.size()}) must be the same as input size ({inputs.size()})")
-    y = targets.to(inputs.dtype)
+    y = targets if targets.dtype == inputs.dtype else targets.to(inputs.dtype)
     loss = apply(BinaryCrossEntropyWithLogits, inputs, y, None, "none")  # BCE's core: one node, torch's gradient
     if gamma != 0:  # 1 - p_t = σ(x) + y·(σ(-x) - σ(x)): each σ where it has no cancellation, exact at y ∈ {0, 1}
         loss = loss * _focus(torch.lerp(torch.sigmoid(inputs), torch.sigmoid(-inputs), y), gamma)
