@@ -141,13 +141,15 @@ class _Expanded:
     """One group's stored-state argument lists, kept while the parameters (object and storage) and state
     tensors are the same objects (new views each step would make :mod:`._fused` re-plan every step)."""
 
-    __slots__ = ("refs", "ptrs", "blocked", "lists", "rule", "sharded")
+    __slots__ = ("refs", "ptrs", "blocked", "lists", "rule", "sharded", "low", "plain")
 
     def __init__(self, refs: list[tuple[Any, ...]], ptrs: list[int], blocked: list[bool], lists: list[list[Any]],
-                 rule: Callable[..., Any]) -> None:
+                 rule: Callable[..., Any], low: list[int], plain: list[int]) -> None:
         self.refs, self.ptrs, self.blocked, self.lists, self.rule = refs, ptrs, blocked, lists, rule
+        #: the parameters with stored state, counters or Kahan buffers (the wrapped rule), and the others
+        self.low, self.plain = low, plain
         #: some parameter is a tensor subclass (FSDP2's DTensor): the rule runs on local shards
-        self.sharded = any(type(p) not in _PLAIN for p in lists[0])
+        self.sharded = any(type(lists[0][i]) not in _PLAIN for i in low)
 
     def fits(self, refs: list[tuple[Any, ...]], params: Sequence[Tensor]) -> bool:
         return (len(refs) == len(self.refs) and all(len(a) == len(b) and all(map(operator.is_, a, b))
@@ -159,10 +161,11 @@ _expanded: weakref.WeakKeyDictionary[Any, dict[tuple[int, Any], _Expanded]] = we
 
 
 def expand(opt: Any, group: dict[str, Any], rule: Callable[..., Any],
-           lists: Sequence[Sequence[Any]]) -> tuple[Callable[..., Any], list[list[Any]]]:
-    """The stored-state form of ``rule`` (:func:`wrap`) and its argument lists: an int8 parameter's tensors as
-    (blocks, BLOCK) views, each state position's scales as (blocks, 1) (None where not int8), then the rounding
-    counters and Kahan buffers."""
+           lists: Sequence[Sequence[Any]]) -> list[tuple[Callable[..., Any], list[list[Any]], list[int]]]:
+    """``lists`` split into (rule, argument lists, parameter indices) parts: the parameters whose state is all
+    full precision keep ``rule`` (and its float32 kernels), the others take its stored-state form (:func:`wrap`)
+    with an int8 parameter's tensors as (blocks, BLOCK) views, each state position's scales as (blocks, 1) (None
+    where not int8), then the rounding counters and Kahan buffers."""
     refs = [tuple(x) for j, x in enumerate(lists) if j != 1]
     tracing = torch.compiler.is_compiling()  # (Dynamo: no cache across calls; the views are made in the graph)
     cache = {} if tracing else _expanded.setdefault(opt, {})
@@ -172,11 +175,17 @@ def expand(opt: Any, group: dict[str, Any], rule: Callable[..., Any],
         for p in lists[0]:  # state that the algorithm does not create (SGD without momentum): counters, buffers
             compact(opt.state[p], p, group, opt._lowp_state, index.get(id(p), 0), base_seed(opt))
         done = cache[id(group), rule] = _expand(opt.state, rule, lists, refs)
-    out = [list(x) for x in done.lists]
-    out[1] = [g.reshape(-1, BLOCK) if b else g for g, b in zip(lists[1], done.blocked, strict=True)]
-    if done.sharded:
-        out = [[_local(t) for t in x] for x in out]
-    return done.rule, out
+    parts = []
+    if done.plain:
+        parts.append((rule, [[x[i] for i in done.plain] for x in lists], done.plain))
+    if done.low:
+        out = [list(x) for x in done.lists]
+        out[1] = [g.reshape(-1, BLOCK) if b else g
+                  for g, b in zip((lists[1][i] for i in done.low), done.blocked, strict=True)]
+        if done.sharded:
+            out = [[_local(t) for t in x] for x in out]
+        parts.append((done.rule, out, done.low))
+    return parts
 
 
 def _expand(state: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]],
@@ -185,31 +194,37 @@ def _expand(state: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]]
     names = list(prms)
     n = sum(prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD) for prm in prms.values())
     state_pos = tuple(j for j in range(2, n) if names[j] != "step")
-    params = lists[0]
-    out = [list(x) for x in lists]
-    scales: list[list[Any]] = [[None] * len(params) for _ in state_pos]
-    seeds: list[Any] = [None] * len(params)
-    comps: list[Any] = [None] * len(params)
-    blocked = [False] * len(params)
-    for i, p in enumerate(params):
+    low, plain = [], []
+    for i, p in enumerate(lists[0]):
+        st = state[p]
+        stored = any(isinstance(lists[j][i], Tensor) and (lists[j][i].dtype in _CODES or (
+            lists[j][i].dtype == torch.bfloat16 and lists[j][i].dim())) for j in state_pos)
+        (low if stored or "rounding_seed" in st or "param_comp" in st or _low_param(p) else plain).append(i)
+    out = [[x[i] for i in low] for x in lists]
+    scales: list[list[Any]] = [[None] * len(low) for _ in state_pos]
+    seeds: list[Any] = [None] * len(low)
+    comps: list[Any] = [None] * len(low)
+    blocked = [False] * len(low)
+    for k, i in enumerate(low):
+        p = lists[0][i]
         st = state[p]
         seed = st.get("rounding_seed")
-        comps[i] = st.get("param_comp")
-        for k, j in enumerate(state_pos):
+        comps[k] = st.get("param_comp")
+        for s, j in enumerate(state_pos):
             t = lists[j][i]
             if isinstance(t, Tensor) and t.dtype in _CODES:
                 name = next(key for key, v in st.items() if v is t)
-                scales[k][i] = st[name + "_absmax"].view(-1, 1)
-                blocked[i] = True
-        if blocked[i]:
+                scales[s][k] = st[name + "_absmax"].view(-1, 1)
+                blocked[k] = True
+        if blocked[k]:
             for j, x in enumerate(out):
-                t = x[i]
+                t = x[k]
                 if j != 1 and isinstance(t, Tensor) and t.dim() and t.numel() == p.numel():
-                    x[i] = t.view(-1, BLOCK)
+                    x[k] = t.view(-1, BLOCK)
         if seed is not None:  # with the parameter's rank: a 0-d integer input of a compiled CPU graph is a number
-            seeds[i] = seed.view((1,) * out[0][i].dim())
-    return _Expanded(refs, [p.data_ptr() for p in params], blocked, out + scales + [seeds, comps],
-                     (wrap.__wrapped__ if torch.compiler.is_compiling() else wrap)(rule, n, state_pos))
+            seeds[k] = seed.view((1,) * out[0][k].dim())
+    return _Expanded(refs, [p.data_ptr() for p in lists[0]], blocked, out + scales + [seeds, comps],
+                     (wrap.__wrapped__ if torch.compiler.is_compiling() else wrap)(rule, n, state_pos), low, plain)
 
 
 @functools.cache
@@ -269,7 +284,7 @@ def wrap(rule: Callable[..., Any], n: int, state_pos: tuple[int, ...]) -> Callab
     # shaped: int8 tensors come as (blocks, BLOCK) with (blocks, 1) scales; fewer slots: each compiles longer
     # recompute rather than store the new float32 moments that both the block maximum and the codes read: a
     # stored one is a full-size scratch buffer per call (allocation, page faults, memory traffic)
-    lowp_rule.fused_spec = replace(spec, shaped=True, slots=min(spec.slots or 8, 4),  # type: ignore[attr-defined]
+    lowp_rule.fused_spec = replace(spec, shaped=True, slots=min(spec.slots or 8, 2),  # type: ignore[attr-defined]
                                    inductor={**spec.inductor, **_RECOMPUTE})
     lowp_rule.per_tensor = True  # type: ignore[attr-defined]
     return lowp_rule

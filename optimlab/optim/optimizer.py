@@ -391,7 +391,14 @@ class Optimizer(torch.optim.Optimizer):
         if not lists or not lists[0]:
             return
         if _lowp.enabled(group):  # stored state: the rule wrapped to load and store it (per tensor or fused)
-            rule, lists = _lowp.expand(self, group, rule, lists)
+            for part_rule, part, idx in _lowp.expand(self, group, rule, lists):
+                self._run(part_rule, group, part, None if bucket_by is None else [bucket_by[i] for i in idx], hyper)
+            return
+        self._run(rule, group, lists, bucket_by, hyper)
+
+    def _run(self, rule: Callable[..., Any], group: dict[str, Any], lists: Sequence[Sequence[Any]],
+             bucket_by: Sequence[Any] | None, hyper: dict[str, Any]) -> None:
+        """:meth:`_apply` for one rule: compiled (fused), or per tensor / on buckets, GradScaler honoured."""
         if group.get("fused") and _fused.active(group, lists[0]):
             return _fused.apply(self, rule, group, lists, hyper)
         found_inf = self._amp(group)[1] if compiling() else None
