@@ -149,7 +149,7 @@ class _Expanded:
         #: the parameters with stored state, counters or Kahan buffers (the wrapped rule), and the others
         self.low, self.plain = low, plain
         #: some parameter is a tensor subclass (FSDP2's DTensor): the rule runs on local shards
-        self.sharded = any(type(lists[0][i]) not in _PLAIN for i in low)
+        self.sharded = any(type(p) not in _PLAIN for p in lists[0])
 
     def fits(self, refs: list[tuple[Any, ...]], params: Sequence[Tensor]) -> bool:
         return (len(refs) == len(self.refs) and all(len(a) == len(b) and all(map(operator.is_, a, b))
