@@ -401,10 +401,13 @@ def summary_lines(results: list[Result]) -> list[str]:
     lines = []
     for res in results:
         ours = {c.precision: c.label for c in res.configs if c.library == "optimlab" and c.label in res.times}
-        parts = [f"{p} {res.ratio(ours[p]):.2f}× torch" for p in ("bf16", "int8") if p in ours]
+        parts = [f"{p} {res.ratio(ours[p]):.2f}× torch (best-of {res.best_ratio(ours[p]):.2f}×)"
+                 for p in ("bf16", "int8") if p in ours]
         for cfg in res.configs:
             if cfg.library in PEERS and cfg.label in res.times and "int8" in ours:
-                parts.append(f"{cfg.library} {cfg.precision} {res.ratio(cfg.label, ours['int8']):.1f}× optimlab int8")
+                best = min(res.times[cfg.label]) / min(res.times[ours["int8"]])
+                parts.append(f"{cfg.library} {cfg.precision} {res.ratio(cfg.label, ours['int8']):.1f}× optimlab int8 "
+                             f"(best-of {best:.1f}×)")
         if parts:
             lines.append(f"- {res.name}: " + "; ".join(parts))
     return lines
@@ -474,7 +477,7 @@ def section(results: list[Result], skipped: dict[str, str], device: str, rounds:
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(results)]
     summ = summary_lines(results)
     if summ:
-        lines += ["", "Paired step-time ratios:", "", *summ]
+        lines += ["", "Step-time ratios (paired medians; in brackets, fastest step against fastest step):", "", *summ]
     notes = pending_lines(results, skipped)
     if notes:
         lines += ["", "Not measured, and notes:", "", *notes]
