@@ -3,7 +3,7 @@
 #   torch 2.13.0 (the development pin, .venv):            ruff, then the whole pytest suite;
 #   torch 2.14.1 (the newest release, .venv-torch2.14.1): the parity report (python -m optimlab parity), then
 #                 the tests that depend most on torch's internals and newest API: fused, compile, checkpoint,
-#                 training stacks, torch 2.14's options, drop-in signatures, capturable, the CLI.
+#                 training stacks, torch 2.14's options, drop-in signatures, capturable, the CLI, low-precision state.
 # Usage: bash scripts/test.sh [--torch 2.13.0|2.14.1|all] [--report|--no-report] [pytest args...]
 #   --torch (or OPTIMLAB_TORCH=...) runs one leg alone (default: all, in the order above). Every other
 #   argument goes to pytest in each leg that runs; a path among them replaces the 2.14.1 leg's own file list,
@@ -40,7 +40,7 @@ done
 # the 2.14.1 leg's files (globs: new fused/compile test files join by their names)
 LEG2_FILES=(tests/test_optim_fused*.py tests/*compile*.py tests/test_optim_checkpoint.py tests/test_stacks_*.py
             tests/test_optim_torch214.py tests/test_dropin.py tests/test_optim_special.py
-            tests/test_optim_capturable.py tests/test_cli.py)
+            tests/test_optim_capturable.py tests/test_cli.py tests/test_optim_lowp*.py)
 
 run_pytest() {  # run_pytest PY ARGS...: pytest, where collecting nothing is a failure
   local rc=0
