@@ -263,7 +263,8 @@ def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | N
     if not ok:
         raise RuntimeError(f"inconsistent target size: {list(target.shape)} for input of size {list(input.shape)}")
     t = target if target.dim() == 2 else target.reshape(nframe, C)
-    valid = (t < 0).cumsum(1) == 0  # entries before the first -1
+    valid = t.cummin(1)[0] >= 0  # entries before the first -1 (a running minimum: one op, not lt/cumsum/eq)
+    index = torch.where(valid, t, C)  # class C: the padding column, for the entries after the first -1
     if R.host(t) and nframe:  # host-side checks (and trimming): data-dependent, eager CPU only
         if C <= _TRIM_MIN:  # two scalar reads
             lo, hi = (v.item() for v in t.aminmax())
@@ -272,9 +273,8 @@ def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | N
         if lo < -1 or hi >= C:  # torch checks every entry, also those after the first -1
             raise RuntimeError(f"multilabel_margin_loss: target out of range: labels must lie in [0, {C}) or be -1")
         if C > _TRIM_MIN:
-            t, valid = t[:, :k], valid[:, :k]
-    loss = apply(_MultiLabelMargin, input if input.dim() == 2 else input.reshape(nframe, C), t.clamp_min(0), valid,
-                 reduction)
+            index = index[:, :k]
+    loss = apply(_MultiLabelMargin, input if input.dim() == 2 else input.reshape(nframe, C), index, reduction)
     return loss if input.dim() == 2 or reduction != "none" else loss.reshape(())
 
 
@@ -285,7 +285,10 @@ _TRIM_MIN = 64
 
 class _MultiLabelMargin(torch.autograd.Function):
     """Per-sample ``ℓ_n = (1/C) Σ_k Σ_{i ∉ T_n} [z > 0]·z`` with ``z = (1 - x_{n,t_nk}) + x_ni`` over the targets
-    ``t_nk`` marked ``valid`` (duplicates count each time, as in the kernel), built as one ``(N, K, C)`` block.
+    ``t_nk`` (duplicates count each time, as in the kernel), built as one ``(N, K, C + 1)`` block from ``x`` padded
+    with a NaN column ``C``, the class of the entries after the first ``-1``: their ``z`` are NaN, and so are those
+    of a NaN input; the targets as the "other" class get ``-inf``. ``relu_`` then ``nansum``: ``z ≤ 0`` and NaN
+    terms add nothing, as the kernel counts only ``z > 0`` (``fmax(z, 0)`` took 5x ``relu_``'s time).
 
     Forward also counts the terms each entry takes part in, which is the whole gradient:
     ``∂ℓ_n/∂x_ni = (#{k: z_nki > 0} - #{(k, i'): t_nk = i, z_nki' > 0}) / C``. Only those counts ``(N, C)`` are kept
@@ -293,35 +296,26 @@ class _MultiLabelMargin(torch.autograd.Function):
     ``(N, K, C)`` hinge."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, t: Tensor, valid: Tensor, reduction: str) -> Tensor:
+    def forward(ctx: Any, x: Tensor, index: Tensor, reduction: str) -> Tensor:
         n, c = x.shape
         ctx.scale = c * (n if reduction == "mean" else 1)  # the reduction inside: one autograd node
-        hits = x.new_zeros((n, c)).scatter_add_(1, t, valid.to(x.dtype))  # how often each class is a target
-        # terms that must not count get -inf (a target as the "other" class, padding after -1): z > 0 is false
-        x_i = x.masked_fill(hits > 0, -math.inf)
-        one_minus_x_j = torch.rsub(x.gather(1, t), R.constant(1.0, x))  # (N, K); -inf where not a target
-        h = torch.where(valid, one_minus_x_j, R.constant(-math.inf, x)).unsqueeze(2) + x_i.unsqueeze(1)  # (N, K, C)
-        dims = (1, 2) if reduction == "none" else (0, 1, 2)
-        if h.numel() <= _FMAX_MAX:  # max(z, 0), and 0 for a NaN term (skipped, as in the kernel)
-            h = torch.fmax(h, h.new_zeros(()), out=h)
-            loss = h.sum(dims)
-        else:
-            loss = h.relu_().sum(dims)
-            if not R.host(loss) or bool(loss.isnan().any()):  # a NaN term is skipped, as in the kernel
-                h.masked_fill_(h.isnan(), 0.0)
-                loss = h.sum(dims)
-        loss = loss.div(R.constant(ctx.scale, loss))
+        padded = torch.nn.functional.pad(x, (0, 1), value=math.nan)
+        x_i = padded.scatter(1, index, -math.inf)  # a target (or the padding) as the other class: z = -inf or NaN
+        one_minus_x_j = torch.rsub(padded.gather(1, index), R.constant(1.0, x))  # (N, K); NaN for padding
+        h = torch.add(one_minus_x_j.unsqueeze(2), x_i.unsqueeze(1)).relu_()  # (N, K, C + 1)
+        loss = h.nansum((1, 2) if reduction == "none" else None).div(R.constant(ctx.scale, x))
         if ctx.needs_input_grad[0]:  # the counts are the gradient: only when one is wanted
-            on = h > 0
-            counts = on.sum(1, dtype=x.dtype).scatter_add_(1, t, on.sum(2, dtype=x.dtype).neg_())
-            ctx.save_for_backward(counts)
+            on = h.sign_()  # 1 where z > 0, 0 where not, NaN for the skipped terms (nansum: float sums of a bool
+            # mask with a dtype took twice as long)
+            counts = on.nansum(1).scatter_add_(1, index, on.nansum(2).neg_())
+            ctx.save_for_backward(counts.narrow_copy(1, 0, c))  # (N, C), without the padding column
         return loss
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (counts,) = ctx.saved_tensors
         scale = grad.div(R.constant(ctx.scale, grad))
-        return counts * (scale.unsqueeze(1) if scale.dim() else scale), None, None, None
+        return counts * (scale.unsqueeze(1) if scale.dim() else scale), None, None
 
 
 def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
