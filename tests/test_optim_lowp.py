@@ -115,15 +115,16 @@ def test_fused_matches_the_per_tensor_path(name, mode):
 
 
 def test_stochastic_rounding_is_unbiased():
-    """x between two bfloat16 neighbours, rounded 2^18 times (one element each, one key): the mean is x within
-    5 standard errors of a two-point distribution; rounding to nearest would be off by far more."""
+    """x between two bfloat16 neighbours, rounded 2^18 times (one element each, one key, either half of the
+    hash): the mean is x within 5 standard errors of a two-point distribution; rounding to nearest would be off
+    by far more."""
     n = 1 << 18
     lo = torch.tensor(1.0, dtype=torch.bfloat16).float()
     ulp = 2.0**-7
     for frac in (0.1, 0.37, 0.5, 0.9):
         x = torch.full((n,), float(lo) + frac * ulp)
-        for seed in (0, 12345):
-            r = _lowp._sr_bf16(x, _lowp._key(torch.tensor(seed)), 0).float()
+        for seed, draw in ((0, 0), (12345, 0), (7, 1)):
+            r = _lowp._sr_bf16(x, _lowp._draw_bits(x, _lowp._key(torch.tensor(seed)), 0), draw).float()
             assert set(r.unique().tolist()) <= {float(lo), float(lo) + ulp}
             sd = ulp * math.sqrt(frac * (1 - frac) / n)
             assert abs(float(r.double().mean()) - float(x[0])) <= 5 * sd

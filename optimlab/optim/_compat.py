@@ -8,8 +8,9 @@ the caller turns into a fallback), and every eager path goes on without it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -88,15 +89,77 @@ def known_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if hasattr(inductor_config, k)}
 
 
-def compile_graph(gm: Any, fakes: list[Any], config: dict[str, Any]) -> Callable[..., Any]:
+def compile_graph(gm: Any, fakes: list[Any], config: dict[str, Any], wide_tiles: bool = False) -> Callable[..., Any]:
     """Inductor's compilation of a traced graph under ``config`` (Inductor settings), called as
-    ``compiled(*tensors)``."""
+    ``compiled(*tensors)``; ``wide_tiles``: under :func:`wide_lowp_tiles`."""
     import torch._guards as guards
     from torch._inductor import config as inductor_config
     from torch._inductor.compile_fx import compile_fx
 
-    with guards.tracing(guards.TracingContext(fakes[0].fake_mode)), inductor_config.patch(**config):
+    with guards.tracing(guards.TracingContext(fakes[0].fake_mode)), inductor_config.patch(**config), \
+            (wide_lowp_tiles() if wide_tiles else contextlib.nullcontext()):
         return compile_fx(gm, fakes)
+
+
+@contextlib.contextmanager
+def wide_lowp_tiles() -> Iterator[None]:
+    """Inductor's CPU code generation, for the compiles inside, as low-precision kernels need it:
+
+    * a loop that moves bfloat16/float16 or 8-bit values anywhere is tiled 16 elements wide (two float32
+      vectors, one full bfloat16 vector on AVX2). Inductor does so only when every statement is 16-bit, so one
+      float32-only statement (a parameter's update beside its bfloat16 moments) makes every 16-bit load and
+      store a half vector (8-bit ones a quarter) moved through a stack buffer;
+    * a float32 ↔ int32 reinterpretation (``view(dtype)``) of a vector is a register cast, where Inductor
+      copies it element by element through two stack buffers.
+
+    Where this torch's code generator is not as expected, it is left as it is."""
+    try:
+        from torch._inductor.codegen import cpp
+        select, lowp_of = cpp.TilingSelect.select_tiling, cpp.get_loop_body_lowp_fp
+        get_bodies, dtypes_of = cpp._get_loop_body, cpp._get_dtype_from_loopbodies
+        bitcast = cpp.CppVecOverrides.to_dtype_bitcast
+        kernel_of = cpp.V
+    except (ImportError, AttributeError):
+        yield
+        return
+
+    def select_tiling(self: Any, fn_list: Any, var_sizes_list: Any) -> Any:
+        try:
+            bodies = get_bodies(fn_list)
+            found = {lowp_of(body)[0] for body in bodies} - {None}
+            if not found and dtypes_of(bodies) & {torch.int8, torch.uint8}:
+                found = {torch.bfloat16}  # 16 wide, as for bfloat16
+        except Exception:  # noqa: BLE001 - an unexpected loop body: Inductor's own choice
+            found = set()
+        if len(found) != 1:
+            return select(self, fn_list, var_sizes_list)
+        dtype = found.pop()
+        cpp.get_loop_body_lowp_fp = lambda body: (lowp_of(body)[0] or dtype, lowp_of(body)[1])
+        try:
+            return select(self, fn_list, var_sizes_list)
+        finally:
+            cpp.get_loop_body_lowp_fp = lowp_of
+
+    words = {torch.float32: "float", torch.int32: "int32_t"}
+
+    def to_dtype_bitcast(x: Any, dtype: torch.dtype, src_dtype: torch.dtype) -> Any:
+        n = None
+        if dtype in words and src_dtype in words and dtype != src_dtype and getattr(x, "is_vec", False):
+            n = kernel_of.kernel._get_num_vectors(src_dtype)
+        if n == 1:
+            return f"at::vec::cast<{words[dtype]}>({x})"
+        if n == 2:
+            return (f"at::vec::VectorizedN<{words[dtype]},2>(at::vec::cast<{words[dtype]}>({x}[0]), "
+                    f"at::vec::cast<{words[dtype]}>({x}[1]))")
+        return bitcast(x, dtype, src_dtype)
+
+    cpp.TilingSelect.select_tiling = select_tiling
+    cpp.CppVecOverrides.to_dtype_bitcast = staticmethod(to_dtype_bitcast)
+    try:
+        yield
+    finally:
+        cpp.TilingSelect.select_tiling = select
+        cpp.CppVecOverrides.to_dtype_bitcast = staticmethod(bitcast)
 
 
 def compiled_graph(fn: Any) -> Any:

@@ -363,6 +363,9 @@ class _Hoist:
     included; a reduction, which Inductor always writes to a buffer instead of inlining into its
     consumers), so each loop reads a precomputed number instead of recomputing it per vector."""
 
+    def __init__(self, tag: str = "") -> None:
+        self.tag = tag  # the compile's own settings that Inductor's cache key does not see
+
     def __call__(self, graph: torch.fx.Graph) -> None:
         hoisted: list[torch.fx.Node] = []
         seen: set[torch.fx.Node] = set()
@@ -472,7 +475,7 @@ class _Hoist:
                 u.replace_input_with(node, once)
 
     def uuid(self) -> str:
-        return "optimlab-fused-hoist-7"
+        return "optimlab-fused-hoist-7" + self.tag
 
 
 def _chunk(fn: Callable[..., Any], spec: RuleSpec, lists: Sequence[Sequence[Any]], steps: Sequence[Tensor] | None,
@@ -626,10 +629,11 @@ def _compile(rule: Callable[..., Any], consts: dict[str, Any], values: dict[str,
                 raise RuntimeError(f"{rule.__name__}: its traced update depends on the sizes "
                                    f"({', '.join(size_guards[:3])})")
             try:
-                full = _compat.compile_graph(gm, fakes, {"post_grad_custom_post_pass": _compat.graph_pass(_Hoist()),
-                                                         **config, **(_EAGER_FMA_INDUCTOR if rule_spec.eager_fma
-                                                                      else {}),
-                                                         **_compat.known_settings(rule_spec.inductor)})
+                wide = rule_spec.wide_tiles and device.type == "cpu"
+                full = _compat.compile_graph(gm, fakes, {
+                    "post_grad_custom_post_pass": _compat.graph_pass(_Hoist("-wide" if wide else "")), **config,
+                    **(_EAGER_FMA_INDUCTOR if rule_spec.eager_fma else {}),
+                    **_compat.known_settings(rule_spec.inductor)}, wide_tiles=wide)
             except Exception as err:  # noqa: BLE001 - nothing builds here (the settings differ only past the build)
                 raise RuntimeError(f"{rule.__name__}: {type(err).__name__}: "
                                    f"{str(err).splitlines()[0] if str(err) else ''}") from err

@@ -253,6 +253,15 @@ def wrap(rule: Callable[..., Any], n: int, state_pos: tuple[int, ...]) -> Callab
             items[0] = p.float() if comp is None else p.float() + comp.float()
         rule(*items, **hyper)
         key = None if seed is None else _key(seed)
+        drawn: dict[int, Tensor] = {}
+
+        def sr(x: Tensor, draw: int) -> Tensor:  # two draws share one hash (the state is shaped like p)
+            assert key is not None
+            bits = drawn.get(draw // 2)
+            if bits is None:
+                bits = drawn[draw // 2] = _draw_bits(x, key, draw // 2)
+            return _sr_bf16(x, bits, draw)
+
         draws = 0
         for stored, full, scale in stores:
             if scale is not None:
@@ -260,7 +269,7 @@ def wrap(rule: Callable[..., Any], n: int, state_pos: tuple[int, ...]) -> Callab
                 stored.copy_(codes)
                 scale.copy_(absmax)
             else:
-                stored.copy_(_sr_bf16(full, key, draws) if key is not None else full)
+                stored.copy_(sr(full, draws) if key is not None else full)
                 draws += 1
         if low_p:
             new = items[0]
@@ -268,7 +277,7 @@ def wrap(rule: Callable[..., Any], n: int, state_pos: tuple[int, ...]) -> Callab
                 p.copy_(new)
                 comp.copy_(new - p.float())
             elif key is not None:
-                p.copy_(_sr_bf16(new, key, draws) if p.dtype == torch.bfloat16 else new)
+                p.copy_(sr(new, draws) if p.dtype == torch.bfloat16 else new)
             else:
                 p.copy_(new)
         if seed is not None:
@@ -285,7 +294,7 @@ def wrap(rule: Callable[..., Any], n: int, state_pos: tuple[int, ...]) -> Callab
     # recompute rather than store the new float32 moments that both the block maximum and the codes read: a
     # stored one is a full-size scratch buffer per call (allocation, page faults, memory traffic)
     lowp_rule.fused_spec = replace(spec, shaped=True, slots=min(spec.slots or 8, 2),  # type: ignore[attr-defined]
-                                   inductor={**spec.inductor, **_RECOMPUTE})
+                                   inductor={**spec.inductor, **_RECOMPUTE}, wide_tiles=True)
     lowp_rule.per_tensor = True  # type: ignore[attr-defined]
     return lowp_rule
 
@@ -331,12 +340,17 @@ def _key(seed: Tensor) -> Tensor:
     return _mix((seed & _M32) ^ ((seed >> 32) * 0x9E3779B1 & _M32))
 
 
-def _sr_bf16(x: Tensor, key: Tensor, draw: int) -> Tensor:
-    """``x`` (float32) rounded stochastically to bfloat16: its bits plus 16 random bits, truncated. The bits hash
-    (element index, key) in 32-bit integers (vector multiplies on every CPU); two draws share one hash."""
-    idx = torch.arange(x.numel(), device=x.device, dtype=torch.int32).view(x.shape)
-    salt = (key + (draw // 2) * 0x9E3779B9) & _M32
-    bits = _mix(idx ^ torch.where(salt >= 2**31, salt - 2**32, salt).to(torch.int32))
+def _draw_bits(like: Tensor, key: Tensor, pair: int) -> Tensor:
+    """32 random bits per element of ``like`` (int32): a hash of (element index, key), in 32-bit integers
+    (vector multiplies on every CPU). Draws ``2·pair`` and ``2·pair + 1`` take its low and high halves."""
+    idx = torch.arange(like.numel(), device=like.device, dtype=torch.int32).view(like.shape)
+    salt = (key + pair * 0x9E3779B9) & _M32
+    return _mix(idx ^ torch.where(salt >= 2**31, salt - 2**32, salt).to(torch.int32))
+
+
+def _sr_bf16(x: Tensor, bits: Tensor, draw: int) -> Tensor:
+    """``x`` (float32) rounded stochastically to bfloat16: its bits plus 16 random bits (draw ``draw`` of
+    :func:`_draw_bits`), truncated."""
     r = bits & 0xFFFF if draw % 2 == 0 else (bits >> 16) & 0xFFFF
     return ((x.contiguous().view(torch.int32) + r) & -65536).view(torch.float32).to(torch.bfloat16)
 

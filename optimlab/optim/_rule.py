@@ -32,6 +32,8 @@ class RuleSpec:
         eager_fma: product-sums round as ATen's single FMAs (bit-for-bit with the eager rule).
         own_lr_dtype: a tensor lr is used in its own dtype, as eager tensor arithmetic does.
         inductor: Inductor settings of this rule's kernels (those this torch does not know are left out).
+        wide_tiles: CPU loops that move 16-bit values take 16-element vector tiles even where one of their
+            statements is float32 only (:func:`._compat.wide_lowp_tiles`).
     """
 
     slots: int | None = None
@@ -43,6 +45,7 @@ class RuleSpec:
     eager_fma: bool = False
     own_lr_dtype: bool = False
     inductor: Mapping[str, Any] = field(default_factory=dict)
+    wide_tiles: bool = False
 
 
 _DEFAULT = RuleSpec()
