@@ -8,6 +8,7 @@ weights, 1 without; ``v`` 0 where the target is ignored), so ``∂(g·ℓ)/∂x 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -61,10 +62,20 @@ def plain_loss(logp: Tensor, target: Tensor, reduction: str, weight: Tensor | No
     input's size; half types, which CPU's mean sums in float32, keep ``mean``)."""
     index = target.unsqueeze(1)
     picked = logp.gather(1, index)
+    ignored = 0 <= ignore_index < logp.shape[1]
+    if ignored and weight is not None and reduction != "none":
+        w = masked_weight(weight, ignore_index)
+        if w is not None:  # w_y·v in one take: Σ/Σ w_y·v, or Σ; a NaN from 0·inf at an ignored target (the value
+            wy = w.take(index)  # read once) goes the masking way below, as does a NaN the inputs make
+            terms = (picked * wy).sum()
+            loss = (terms if reduction == "sum" else terms.div(wy.sum())).neg()
+            value = loss.item()
+            if value == value:
+                return loss
     wy = None if weight is None else weight.take(index)  # after the gather, which checked the classes' range
     if wy is not None:
         picked = picked * wy
-    valid = index != ignore_index if 0 <= ignore_index < logp.shape[1] else None
+    valid = index != ignore_index if ignored else None
     zero = None if valid is None else R.constant(0.0, picked)
     if reduction != "mean":  # none, sum: the terms negated before the mask, so an ignored one is +0 as in torch
         loss = (picked.squeeze(1) if reduction == "none" else picked).neg()
@@ -81,6 +92,28 @@ def plain_loss(logp: Tensor, target: Tensor, reduction: str, weight: Tensor | No
     if dtype is torch.float32 or dtype is torch.float64:
         return picked.sum().div(R.constant(-picked.numel(), logp))
     return picked.mean().neg()
+
+
+_MASKED: dict[tuple[int, int, int], tuple[weakref.ref, Tensor]] = {}
+
+
+def masked_weight(weight: Tensor, ignore_index: int) -> Tensor | None:
+    """Class weights with 0 at class ``ignore_index`` (``w_y·v`` in one ``take``), made once per (weight, its
+    version, ``ignore_index``) and kept (at most 64); None for a tensor subclass or an inference tensor (no
+    version counter). A normal tensor even when first made under inference mode."""
+    if type(weight) is not Tensor or weight.is_inference():
+        return None
+    key = (id(weight), weight._version, ignore_index)
+    hit = _MASKED.get(key)
+    if hit is not None and hit[0]() is weight:
+        return hit[1]
+    if len(_MASKED) >= 64:
+        _MASKED.clear()
+    with torch.inference_mode(False), torch.no_grad():
+        w = weight.detach().clone()
+        w[ignore_index] = 0
+    _MASKED[key] = (weakref.ref(weight), w)
+    return w
 
 
 def plain_call(input: Tensor, target: Tensor, weight: Tensor | None, reduction: str) -> bool:

@@ -222,13 +222,14 @@ class _MultiMargin(torch.autograd.Function):
                 reduction: str) -> Tensor:
         ctx.save_for_backward(x, t, weight)
         ctx.p, ctx.margin, ctx.reduction = p, margin, reduction
-        h = _hinge(x, t, margin)
+        # the hinge's value: relu_ then nansum (a NaN term adds nothing; cheaper than _hinge's fmax, which the
+        # backward needs for its [z > 0] mask)
+        h = torch.add(x, torch.rsub(x.gather(1, t), R.constant(margin, x))).scatter_(1, t, 0.0).relu_()
         if p == 2:
             h = h.mul_(h)
         if weight is None and reduction != "none":
-            total = h.sum()
-            return total.div(R.constant(x.numel() if reduction == "mean" else x.size(1), total))
-        loss = h.sum(1)
+            return h.nansum().div(R.constant(x.numel() if reduction == "mean" else x.size(1), x))
+        loss = h.nansum(1)
         if weight is not None:  # w_y is constant along the row: weight the sum, not each term (one pass less)
             loss = loss * weight[t.view(-1)]
         return reduced(loss.div(R.constant(x.size(1), loss)), reduction)
