@@ -212,39 +212,55 @@ _FMAX_MAX = 1 << 12
 
 class _MultiMargin(torch.autograd.Function):
     """Per-sample ``ℓ_n = (1/C) Σ_{j≠y} w_y·h_nj^p`` (:func:`_hinge`), reduced inside (one autograd node; without
-    weights ``sum``/``mean`` sum the block at once, ``/C`` or ``/(N·C)``); backward recomputes ``h`` from the
-    inputs: ``∂ℓ_n/∂x_nj = w_y·[h > 0]·(1 or 2h)/C`` for ``j ≠ y`` and minus their sum at ``j = y``. Nothing but
-    the inputs is kept for backward, as torch's kernel (autograd through the hinge would keep ``(N, C)``
-    intermediates)."""
+    weights ``sum``/``mean`` sum the block at once, ``/C`` or ``/(N·C)``);
+    ``∂ℓ_n/∂x_nj = w_y·[h > 0]·(1 or 2h)/C`` for ``j ≠ y`` and minus their sum at ``j = y``. A small input (at most
+    :data:`_FMAX_MAX` elements) gets that gradient's shape in forward (``unit``, four ops, where the backward
+    would recompute ``h`` in eleven); a larger one keeps nothing but the inputs, as torch's kernel (autograd
+    through the hinge would keep ``(N, C)`` intermediates), and backward recomputes ``h``, as does a double
+    backward."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, t: Tensor, weight: Tensor | None, p: int, margin: float,
                 reduction: str) -> Tensor:
-        ctx.save_for_backward(x, t, weight)
         ctx.p, ctx.margin, ctx.reduction = p, margin, reduction
-        # the hinge's value: relu_ then nansum (a NaN term adds nothing; cheaper than _hinge's fmax, which the
-        # backward needs for its [z > 0] mask)
-        h = torch.add(x, torch.rsub(x.gather(1, t), R.constant(margin, x))).scatter_(1, t, 0.0).relu_()
-        if p == 2:
-            h = h.mul_(h)
+        h = torch.add(x, torch.rsub(x.gather(1, t), R.constant(margin, x))).scatter_(1, t, 0.0)
+        wy = None if weight is None else weight[t.view(-1)]
+        unit = None
+        if ctx.needs_input_grad[0] and h.numel() <= _FMAX_MAX:
+            zero = R.constant(0.0, h)  # fmax: max(z, 0), 0 for a NaN term (skipped, as in the kernel)
+            h = torch.fmax(h, zero if isinstance(zero, Tensor) else h.new_zeros(()), out=h)
+            unit = h.sign() if p == 1 else h * 2
+            unit = unit.scatter_(1, t, unit.sum(1, keepdim=True).neg_())
+            if wy is not None:
+                unit = unit.mul_(wy.unsqueeze(1))
+            if p == 2:
+                h = h * h
+        else:  # the value only: relu_ then nansum (a NaN term adds nothing; cheaper than fmax)
+            h = h.relu_()
+            if p == 2:
+                h = h.mul_(h)
+        ctx.save_for_backward(x, t, weight, unit)
         if weight is None and reduction != "none":
             return h.nansum().div(R.constant(x.numel() if reduction == "mean" else x.size(1), x))
         loss = h.nansum(1)
-        if weight is not None:  # w_y is constant along the row: weight the sum, not each term (one pass less)
-            loss = loss * weight[t.view(-1)]
+        if wy is not None:  # w_y is constant along the row: weight the sum, not each term (one pass less)
+            loss = loss * wy
         return reduced(loss.div(R.constant(x.size(1), loss)), reduction)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
-        x, t, weight = ctx.saved_tensors
-        h = _hinge(x, t, ctx.margin)
+        x, t, weight, unit = ctx.saved_tensors
         n = x.size(1) * (x.size(0) if ctx.reduction == "mean" else 1)
         scale = grad.div(R.constant(n, grad))
         scale = scale.unsqueeze(1) if scale.dim() else scale
+        graph = torch.is_grad_enabled()  # create_graph: recomputed, so that p = 2 has its second derivative
+        if unit is not None and not graph:
+            return unit * scale, None, None, None, None, None
+        h = _hinge(x, t, ctx.margin)
         if weight is not None:
             scale = scale * weight[t.view(-1)].unsqueeze(1)
         if ctx.p == 2:  # out of place under create_graph: relu_'s derivative needs h
-            g = h * (scale * 2) if torch.is_grad_enabled() else h.mul_(scale * 2)
+            g = h * (scale * 2) if graph else h.mul_(scale * 2)
         else:  # [h > 0]·scale in one fused pass (relu's derivative kernel)
             g = torch.ops.aten.threshold_backward(scale.expand_as(h), h, 0)
         return g.scatter_(1, t, -g.sum(1, keepdim=True)), None, None, None, None, None
