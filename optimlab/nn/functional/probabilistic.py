@@ -31,13 +31,19 @@ _INDEX_DTYPES = (torch.int64, torch.uint8)
 #: no ``(N, C, …)`` tensor; smaller ones compose the primitives (cheaper per call; they keep the log-softmax, as
 #: torch does)
 LARGE = 1 << 16
+#: class weights or ignored targets on inputs of more elements than this also go through the Function: a
+#: composition keeps ``w_y`` per position, or the mask and the masked classes, beyond torch's bytes; at most a
+#: few KiB below it, where the composition costs half the Function's time per call
+SMALL = 1 << 12
 
 
 def _keeps_less(input: Tensor, masked: bool, weight: Tensor | None) -> bool:
     """Whether cross entropy goes through :class:`._ce.CrossEntropy`: autograd records a large input (more than
-    :data:`LARGE` elements), class weights or ignored targets (a composition would keep the ``(N, C, …)``
-    log-softmax, as torch does, and ``w_y`` per position, or the mask and the masked classes, beyond it)."""
-    return (masked or weight is not None or input.numel() > LARGE) and input.requires_grad and \
+    :data:`LARGE` elements), or class weights or ignored targets with more than :data:`SMALL` (a composition
+    would keep the ``(N, C, …)`` log-softmax, as torch does, and ``w_y`` per position, or the mask and the
+    masked classes, beyond it)."""
+    n = input.numel()
+    return (n > LARGE or ((masked or weight is not None) and n > SMALL)) and input.requires_grad and \
         torch.is_grad_enabled() and not torch.compiler.is_compiling()
 
 
