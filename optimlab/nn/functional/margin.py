@@ -281,7 +281,7 @@ def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | N
         raise RuntimeError(f"inconsistent target size: {list(target.shape)} for input of size {list(input.shape)}")
     t = target if target.dim() == 2 else target.reshape(nframe, C)
     valid = t.cummin(1)[0] >= 0  # entries before the first -1 (a running minimum: one op, not lt/cumsum/eq)
-    index = torch.where(valid, t, C)  # class C: the padding column, for the entries after the first -1
+    index = torch.where(valid, t, _index_constant(C, t))  # class C: the padding column, for entries after the -1
     if R.host(t) and nframe:  # host-side checks (and trimming): data-dependent, eager CPU only
         if C <= _TRIM_MIN:  # two scalar reads
             lo, hi = (v.item() for v in t.aminmax())
@@ -293,6 +293,23 @@ def multilabel_margin_loss(input: Tensor, target: Tensor, size_average: bool | N
             index = index[:, :k]
     loss = apply(_MultiLabelMargin, input if input.dim() == 2 else input.reshape(nframe, C), index, reduction)
     return loss if input.dim() == 2 or reduction != "none" else loss.reshape(())
+
+
+_INDEX_CONSTANTS: dict[int, Tensor] = {}
+
+
+def _index_constant(value: int, like: Tensor) -> Tensor | int:
+    """``value`` as a 0-d int64 CPU tensor made once and kept (at most 256; :func:`R.constant` for class indices:
+    ``where`` with a Python number wraps it in a fresh tensor per call); ``value`` itself elsewhere."""
+    if like.dtype is not torch.int64 or type(like) is not Tensor or not like.is_cpu or torch.compiler.is_compiling():
+        return value
+    t = _INDEX_CONSTANTS.get(value)
+    if t is None:
+        if len(_INDEX_CONSTANTS) >= 256:
+            _INDEX_CONSTANTS.clear()
+        with torch.inference_mode(False):
+            t = _INDEX_CONSTANTS[value] = torch.tensor(value)
+    return t
 
 
 #: classes up to which multilabel margin keeps every target column (a K = C block of at most N·64² elements): the
