@@ -277,3 +277,36 @@ def test_rounding_bits_are_the_same_hash_in_32_and_64_bits_eager_and_compiled():
     want = _lowp._mix(x)
     assert torch.equal(_lowp._mix(as32).to(torch.int64) & 0xFFFFFFFF, want)
     assert torch.equal(torch.compile(_lowp._mix)(as32).to(torch.int64) & 0xFFFFFFFF, want)
+
+
+def test_lowp_codegen_is_exact_takes_effect_and_is_scoped():
+    """:func:`optimlab.optim._compat.wide_lowp_tiles` (the low-precision kernels' code generation): a loop that
+    mixes float32-only and bfloat16 statements is tiled 16 wide and a float32 ↔ int32 view is a register cast
+    (not an element loop through stack buffers); the kernel's results equal eager's bit for bit (odd sizes:
+    the tail too); Inductor is as it was afterwards. On a torch whose code generator moved, the first assertion
+    on the code fails: the speed-up is then gone, though the results stay exact."""
+    from torch._inductor import config as inductor_config
+    from torch._inductor.codegen import cpp
+    from torch._inductor.utils import run_and_get_code
+
+    from optimlab.optim import _compat
+
+    def f(x: torch.Tensor, m: torch.Tensor, bits: torch.Tensor) -> None:
+        m.copy_(((x.view(torch.int32) + (bits & 0xFFFF)) & -65536).view(torch.float32).to(torch.bfloat16))
+        x.mul_(0.5)  # a float32-only statement in the same loop
+
+    before = (cpp.TilingSelect.select_tiling, cpp.CppVecOverrides.to_dtype_bitcast)
+    g = torch.Generator().manual_seed(0)
+    for n in (4096, 1027):
+        x = torch.randn(n, generator=g)
+        bits = torch.randint(-2**31, 2**31 - 1, (n,), dtype=torch.int32, generator=g)
+        x_eager, m_eager = x.clone(), torch.empty(n, dtype=torch.bfloat16)
+        f(x_eager, m_eager, bits)
+        m = torch.empty(n, dtype=torch.bfloat16)
+        torch._dynamo.reset()
+        with inductor_config.patch(fx_graph_cache=False), _compat.wide_lowp_tiles():
+            _, code = run_and_get_code(torch.compile(f, dynamic=False), x, m, bits)
+        assert (cpp.TilingSelect.select_tiling, cpp.CppVecOverrides.to_dtype_bitcast) == before
+        src = "\n".join(code)
+        assert "+=static_cast<int64_t>(16L)" in src and "c10::bit_cast" not in src
+        assert torch.equal(x, x_eager) and torch.equal(m.view(torch.int16), m_eager.view(torch.int16))
