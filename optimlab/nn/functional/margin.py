@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.nn.functional import logsigmoid
 
 from .. import _reduction as R
-from ._autograd import apply, not_differentiable, reduced
+from ._autograd import _Untracked, apply, not_differentiable, reduced
 
 __all__ = [
     "cosine_embedding_loss", "hinge_embedding_loss", "margin_ranking_loss", "multi_margin_loss",
@@ -26,6 +26,7 @@ __all__ = [
     "triplet_margin_loss", "triplet_margin_with_distance_loss",
 ]
 
+_REDUCTIONS = frozenset(R.REDUCTIONS)
 _COS_EPS = 1e-12  # added to each squared norm in the cosine similarity, as torch does
 
 
@@ -160,6 +161,16 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
                       reduction: str = "mean") -> Tensor:
     """Multi-class hinge: ``ℓ_n = (1/C) Σ_{j≠y_n} w_{y_n} · max(0, margin - x_{n,y_n} + x_{n,j})^p``, p ∈ {1, 2}.
     Input ``(N, C)`` with target ``(N,)``, or ``(C,)`` with a 0-d (or 1-element) target."""
+    if weight is None and size_average is None and reduce is None and (p == 1 or p == 2) and \
+            reduction in _REDUCTIONS and input.dim() == 2 and target.dim() == 1 and target.dtype is torch.int64 and \
+            input.is_floating_point() and input.size(1) and target.size(0) == input.size(0):
+        t = target.view(-1, 1)  # the common call, checked in attribute reads (a quarter of its time in a small
+        try:  # evaluation loop went to the general checks and apply's)
+            if (torch.is_grad_enabled() and input.requires_grad) or torch.compiler.is_compiling():
+                return _MultiMargin.apply(input, t, None, p, float(margin), reduction)
+            return _MultiMargin.forward(_Untracked(6), input, t, None, p, float(margin), reduction)
+        except RuntimeError:
+            pass  # an out-of-range class: the general path raises torch's error
     reduction = R.resolve(reduction, size_average, reduce)
     if p not in (1, 2):
         raise ValueError("only p == 1 and p == 2 supported")
