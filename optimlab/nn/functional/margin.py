@@ -215,6 +215,16 @@ def _hinge(x: Tensor, t: Tensor, margin: float) -> Tensor:
     return h
 
 
+def _nansum(h: Tensor, dim: int | tuple[int, ...] | None) -> Tensor:
+    """``h.nansum(dim)``: a NaN hinge term adds nothing (the kernels count only ``z > 0``). A block of more than
+    :data:`_FMAX_MAX` elements on eager CPU sums and reads whether the sum shows a NaN first (``sum`` runs ~30%
+    faster per element than ``nansum``: 0.85 vs 1.15 ms at 4096x1000, one thread)."""
+    if h.numel() <= _FMAX_MAX or not R.host(h):
+        return h.nansum(dim)
+    total = h.sum(dim)
+    return h.nansum(dim) if bool(total.isnan().any()) else total
+
+
 #: hinge blocks of at most this many elements drop NaN terms with ``fmax(z, 0)`` (one op, no host read, the
 #: fewest per call); larger ones with ``relu_`` and, on eager CPU, a NaN test of the total: ``fmax``'s kernel
 #: against a 0-d tensor runs ~5x slower per element than ``relu_`` (4096x1000, one thread: 12 ms vs 2.4 ms)
@@ -252,8 +262,8 @@ class _MultiMargin(torch.autograd.Function):
                 h = h.mul_(h)
         ctx.save_for_backward(x, t, weight, unit)
         if weight is None and reduction != "none":
-            return h.nansum().div(R.constant(x.numel() if reduction == "mean" else x.size(1), x))
-        loss = h.nansum(1)
+            return _nansum(h, None).div(R.constant(x.numel() if reduction == "mean" else x.size(1), x))
+        loss = _nansum(h, 1)
         if wy is not None:  # w_y is constant along the row: weight the sum, not each term (one pass less)
             loss = loss * wy
         return reduced(loss.div(R.constant(x.size(1), loss)), reduction)
@@ -348,7 +358,7 @@ class _MultiLabelMargin(torch.autograd.Function):
         x_i = padded.scatter(1, index, -math.inf)  # a target (or the padding) as the other class: z = -inf or NaN
         one_minus_x_j = torch.rsub(padded.gather(1, index), R.constant(1.0, x))  # (N, K); NaN for padding
         h = torch.add(one_minus_x_j.unsqueeze(2), x_i.unsqueeze(1)).relu_()  # (N, K, C + 1)
-        loss = h.nansum((1, 2) if reduction == "none" else None).div(R.constant(ctx.scale, x))
+        loss = _nansum(h, (1, 2) if reduction == "none" else None).div(R.constant(ctx.scale, x))
         if ctx.needs_input_grad[0]:  # the counts are the gradient: only when one is wanted
             on = h.sign_()  # 1 where z > 0, 0 where not, NaN for the skipped terms (nansum: float sums of a bool
             # mask with a dtype took twice as long)
