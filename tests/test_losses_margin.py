@@ -218,3 +218,31 @@ def test_kernel_hinges_skip_nan_terms_at_every_size(name: str, n: int) -> None:
     lt.backward()
     assert not lo.isnan() and torch.allclose(lo, lt)
     assert torch.allclose(ours.grad, ref.grad, equal_nan=True)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_multi_margin_small_input_gradient_made_in_forward(p: int, weighted: bool, reduction: str) -> None:
+    """A small multi-margin input gets its gradient's shape in forward (a big one recomputes the hinge in
+    backward): values and gradients torch's, a NaN term skipped, and create_graph still recomputes (p = 2 has a
+    second derivative)."""
+    g = torch.Generator().manual_seed(p)
+    x = torch.randn(7, 5, generator=g, dtype=D)
+    x[2, 1] = float("nan")
+    t = torch.randint(0, 5, (7,), generator=g)
+    w = torch.rand(5, generator=g, dtype=D) + 0.5 if weighted else None
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    lo = OF.multi_margin_loss(a, t, p=p, weight=w, reduction=reduction)
+    lt = TF.multi_margin_loss(b, t, p=p, weight=w, reduction=reduction)
+    torch.testing.assert_close(lo, lt, equal_nan=True)
+    go = torch.rand_like(lt)
+    torch.testing.assert_close(torch.autograd.grad(lo, a, go)[0], torch.autograd.grad(lt, b, go)[0], equal_nan=True)
+    y = torch.randn(7, 5, generator=g, dtype=D, requires_grad=True)
+    (gy,) = torch.autograd.grad(OF.multi_margin_loss(y, t, p=p, weight=w, reduction=reduction).sum(), y,
+                                create_graph=True)
+    (gr,) = torch.autograd.grad(TF.multi_margin_loss(y, t, p=p, weight=w, reduction=reduction).sum(), y,
+                                create_graph=True)
+    torch.testing.assert_close(gy, gr)
+    if p == 2:  # torch has no second derivative here; ours: 2·scale·[h > 0] on the hinge's own terms
+        assert torch.autograd.grad(gy.square().sum(), y)[0].abs().sum() > 0

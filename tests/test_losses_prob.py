@@ -304,3 +304,31 @@ def test_cached_constants_work_after_inference_mode_and_stay_out_of_fake_mode() 
         for loss in (OF.cross_entropy(x, y), OF.nll_loss(x, y, weight=torch.rand(5), ignore_index=1),
                      OF.multi_margin_loss(x, y), OF.binary_cross_entropy_with_logits(x, torch.rand(8, 5))):
             loss.backward()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_weighted_ignored_targets_with_an_infinite_log_probability(reduction: str) -> None:
+    """NLL/cross entropy with class weights and an ignore_index inside [0, C) take ``w_y·v`` from cached weights
+    with a 0 at the ignored class; an ignored target whose log-probability is -inf (0·inf = NaN there) still gives
+    torch's value and gradient, and the cache follows an in-place change of the weights."""
+    x = torch.randn(6, 4).log_softmax(1)
+    x[1, 1] = -float("inf")
+    t = torch.tensor([0, 1, 2, 3, 1, 1])
+    w = torch.rand(4, generator=_g(3)) + 0.5
+    for ignore in (1, 2):  # the -inf at an ignored target, then at a counted one
+        for grad in (False, True):
+            a, b = x.clone().requires_grad_(grad), x.clone().requires_grad_(grad)
+            lo = OF.nll_loss(a, t, weight=w, ignore_index=ignore, reduction=reduction)
+            lt = TF.nll_loss(b, t, weight=w, ignore_index=ignore, reduction=reduction)
+            torch.testing.assert_close(lo, lt, equal_nan=True)
+            if grad and torch.isfinite(lt):
+                lo.backward()
+                lt.backward()
+                torch.testing.assert_close(a.grad, b.grad)
+    y = torch.randn(6, 4)
+    with torch.no_grad():
+        before = OF.cross_entropy(y, t, weight=w, ignore_index=2, reduction=reduction)
+        w.mul_(torch.arange(1.0, 5.0))
+        torch.testing.assert_close(OF.cross_entropy(y, t, weight=w, ignore_index=2, reduction=reduction),
+                                   TF.cross_entropy(y, t, weight=w, ignore_index=2, reduction=reduction))
+        assert not torch.equal(before, OF.cross_entropy(y, t, weight=w, ignore_index=2, reduction=reduction))

@@ -63,7 +63,7 @@ def plain_loss(logp: Tensor, target: Tensor, reduction: str, weight: Tensor | No
     index = target.unsqueeze(1)
     picked = logp.gather(1, index)
     ignored = 0 <= ignore_index < logp.shape[1]
-    if ignored and weight is not None and reduction != "none":
+    if ignored and weight is not None and reduction != "none" and type(logp) is Tensor:  # (a subclass: no read)
         w = masked_weight(weight, ignore_index)
         if w is not None:  # w_y·v in one take: Σ/Σ w_y·v, or Σ; a NaN from 0·inf at an ignored target (the value
             wy = w.take(index)  # read once) goes the masking way below, as does a NaN the inputs make
