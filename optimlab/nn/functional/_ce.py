@@ -65,10 +65,11 @@ def plain_loss(logp: Tensor, target: Tensor, reduction: str, weight: Tensor | No
     ignored = 0 <= ignore_index < logp.shape[1]
     if ignored and weight is not None and reduction != "none" and type(logp) is Tensor:  # (a subclass: no read)
         w = masked_weight(weight, ignore_index)
-        if w is not None:  # w_y·v in one take: Σ/Σ w_y·v, or Σ; a NaN from 0·inf at an ignored target (the value
-            wy = w.take(index)  # read once) goes the masking way below, as does a NaN the inputs make
-            terms = (picked * wy).sum()
-            loss = (terms if reduction == "sum" else terms.div(wy.sum())).neg()
+        if w is not None:  # -w_y·v in one take: Σ/(-Σ -w_y·v), or Σ (the negation off the graph); a NaN from 0·inf
+            wy = w.take(index)  # at an ignored target (the value read once) goes the masking way below, as does a
+            loss = (picked * wy).sum()  # NaN the inputs make
+            if reduction == "mean":
+                loss = loss.div(wy.sum().neg())
             value = loss.item()
             if value == value:
                 return loss
@@ -98,8 +99,8 @@ _MASKED: dict[tuple[int, int, int], tuple[weakref.ref, Tensor]] = {}
 
 
 def masked_weight(weight: Tensor, ignore_index: int) -> Tensor | None:
-    """Class weights with 0 at class ``ignore_index`` (``w_y·v`` in one ``take``), made once per (weight, its
-    version, ``ignore_index``) and kept (at most 64); None for a tensor subclass or an inference tensor (no
+    """Negated class weights with 0 at class ``ignore_index`` (``-w_y·v`` in one ``take``), made once per (weight,
+    its version, ``ignore_index``) and kept (at most 64); None for a tensor subclass or an inference tensor (no
     version counter). A normal tensor even when first made under inference mode."""
     if type(weight) is not Tensor or weight.is_inference():
         return None
@@ -110,7 +111,7 @@ def masked_weight(weight: Tensor, ignore_index: int) -> Tensor | None:
     if len(_MASKED) >= 64:
         _MASKED.clear()
     with torch.inference_mode(False), torch.no_grad():
-        w = weight.detach().clone()
+        w = weight.detach().neg()
         w[ignore_index] = 0
     _MASKED[key] = (weakref.ref(weight), w)
     return w
