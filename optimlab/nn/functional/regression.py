@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .. import _reduction as R
+from ._autograd import element_grad, reduced
 
 __all__ = ["huber_loss", "l1_loss", "mse_loss", "smooth_l1_loss"]
 
@@ -118,6 +119,45 @@ class _ClampedQuadratic(torch.autograd.Function):
         return (gx if ctx.needs_input_grad[0] else None), gy, None, None, None, None
 
 
+class _SmallQuadratic(torch.autograd.Function):
+    """:class:`_ClampedQuadratic` for a small recorded Huber / smooth L1 input (at most :data:`_SMALL` elements; one
+    shape and dtype, no weights): one autograd node whose forward also makes the gradient's slope ``a·c`` and keeps
+    it (one input-sized tensor, where the composition of primitives kept three in five nodes), so backward is one
+    multiplication: (32, 10) forward + backward 1.75× → 1.5× torch's. MSE keeps its 3-node composition (1.0–1.3×
+    against 1.35× through this Function). Under ``create_graph`` the gradient is recomputed from the inputs with
+    differentiable ops, as :class:`_ClampedQuadratic`'s."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, y: Tensor, a: float, k: float | None, reduction: str) -> Tensor:
+        d = torch.sub(x, y)
+        if k is None:  # ℓ = (a/2)·d², slope a·d (MSE: a = 2, d + d exactly)
+            slope = torch.add(d, d) if a == 2 else d * a
+            loss = d.mul_(d) if a == 2 else d.mul_(d).mul_(a / 2)
+        else:  # ℓ = a·c·(d - c/2), slope a·c
+            c = torch.clamp(d, -k, k)
+            loss = d.sub_(c, alpha=0.5).mul_(c)
+            if a != 1:
+                loss, c = loss.mul_(a), c.mul_(a)
+            slope = c
+        ctx.save_for_backward(x, y, slope)
+        ctx.a, ctx.k, ctx.reduction = a, k, reduction
+        return reduced(loss, reduction)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, y, slope = ctx.saved_tensors
+        grad = element_grad(grad, x, ctx.reduction)
+        if torch.is_grad_enabled():  # create_graph: differentiable, [|d| < k] strictly and 0 at NaN as torch's
+            c = d = x - y
+            if ctx.k is not None:
+                c = torch.where(d.abs() < ctx.k, d, torch.where(d.isnan(), d.detach(), d.sign() * ctx.k))
+            gx = grad * (c * ctx.a)
+        else:
+            gx = slope * grad
+        gy = -gx if ctx.needs_input_grad[1] else None
+        return (gx if ctx.needs_input_grad[0] else None), gy, None, None, None
+
+
 def _quadratic_pieces(x: Tensor, y: Tensor, a: float, k: float | None, reduction: str, dtype: torch.dtype) -> Tensor:
     """:class:`_ClampedQuadratic`'s forward piece by piece through the per-thread scratch buffer (eager)."""
     factor = a / 2 if k is None else a
@@ -175,8 +215,11 @@ def _clamped_quadratic(name: str, input: Tensor, target: Tensor, a: float, k: fl
         if not out.is_floating_point:
             raise NotImplementedError(f"{name} is not implemented for {out} inputs")
         x, y = input.to(common), target.to(common)
-    if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad) and x.numel() > _SMALL) or \
-            torch.compiler.is_compiling():
+    recorded = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
+    if recorded and k is not None and weight is None and x.shape == y.shape and x.dtype == out and \
+            x.numel() <= _SMALL and not torch.compiler.is_compiling():  # (MSE's 3-node composition is cheaper)
+        return _SmallQuadratic.apply(x, y, a, k, reduction)
+    if not (recorded and x.numel() > _SMALL) or torch.compiler.is_compiling():
         loss = quadratic(x - y, a, k)
         return _weighted(loss if loss.dtype == out else loss.to(out), input, weight, reduction, mean_by_weight)
     x, y = R.broadcast(x, y)
