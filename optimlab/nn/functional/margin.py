@@ -82,17 +82,25 @@ class _SoftMargin(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, y: Tensor, reduction: str) -> Tensor:
-        ctx.save_for_backward(x, y)
         ctx.scale = R.grad_scale(reduction, x.numel())
-        loss = torch.mul(x, y).neg_().exp_().log1p_()
+        z = torch.mul(x, y).neg_().exp_()
+        slope = None
+        if ctx.needs_input_grad[0] and x.numel() <= _FMAX_MAX and x.shape == y.shape:  # small: the slope now,
+            slope = torch.mul(y, z).mul_(-ctx.scale).div_(z.add(1))  # backward's op order (one op there, not 7)
+        ctx.save_for_backward(x, y, slope)
+        loss = z.log1p_()
         return R.reduce(loss if loss.dtype == x.dtype else loss.to(x.dtype), reduction)  # a no-op .to costs µs
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
-        x, y = ctx.saved_tensors
+        x, y, slope = ctx.saved_tensors
         if ctx.needs_input_grad[1]:
             raise RuntimeError("the derivative for 'target' is not implemented.")
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():  # create_graph, or traced: out of place
+        graph = torch.is_grad_enabled() or torch.compiler.is_compiling()
+        if slope is not None and not graph:
+            g = slope.mul(grad)
+            return (g if g.dtype == x.dtype else g.to(x.dtype)), None, None
+        if graph:  # create_graph, or traced: out of place
             z = torch.exp(-(x * y))
             return (y * z * -ctx.scale / (z + 1) * grad).to(x.dtype), None, None
         z = torch.mul(x, y).neg_().exp_()
