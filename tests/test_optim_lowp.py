@@ -281,32 +281,43 @@ def test_rounding_bits_are_the_same_hash_in_32_and_64_bits_eager_and_compiled():
 
 def test_lowp_codegen_is_exact_takes_effect_and_is_scoped():
     """:func:`optimlab.optim._compat.wide_lowp_tiles` (the low-precision kernels' code generation): a loop that
-    mixes float32-only and bfloat16 statements is tiled 16 wide and a float32 ↔ int32 view is a register cast
-    (not an element loop through stack buffers); the kernel's results equal eager's bit for bit (odd sizes:
-    the tail too); Inductor is as it was afterwards. On a torch whose code generator moved, the first assertion
-    on the code fails: the speed-up is then gone, though the results stay exact."""
+    mixes float32-only and bfloat16 statements is tiled as wide as a bfloat16 vector, a float32 ↔ int32 view is
+    a register cast (not an element loop through stack buffers) and an int8 tile is one plain load (not ATen's
+    counted load through a stack buffer); the kernels' results equal eager's bit for bit (odd sizes: the tail
+    too); Inductor is as it was afterwards. On a torch whose code generator moved, an assertion on the code
+    fails: the speed-up is then gone, though the results stay exact."""
     from torch._inductor import config as inductor_config
     from torch._inductor.codegen import cpp
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
     from torch._inductor.utils import run_and_get_code
 
     from optimlab.optim import _compat
 
-    def f(x: torch.Tensor, m: torch.Tensor, bits: torch.Tensor) -> None:
+    def f(x: torch.Tensor, m: torch.Tensor, bits: torch.Tensor, c: torch.Tensor, y: torch.Tensor) -> None:
         m.copy_(((x.view(torch.int32) + (bits & 0xFFFF)) & -65536).view(torch.float32).to(torch.bfloat16))
         x.mul_(0.5)  # a float32-only statement in the same loop
+        y.copy_(c.float() * 0.25)
 
-    before = (cpp.TilingSelect.select_tiling, cpp.CppVecOverrides.to_dtype_bitcast)
+    isa = pick_vec_isa()
+    before = (cpp.TilingSelect.select_tiling, cpp.CppVecOverrides.to_dtype_bitcast,
+              cpp.CppVecKernel._get_vec_load_line)
     g = torch.Generator().manual_seed(0)
     for n in (4096, 1027):
         x = torch.randn(n, generator=g)
         bits = torch.randint(-2**31, 2**31 - 1, (n,), dtype=torch.int32, generator=g)
-        x_eager, m_eager = x.clone(), torch.empty(n, dtype=torch.bfloat16)
-        f(x_eager, m_eager, bits)
-        m = torch.empty(n, dtype=torch.bfloat16)
+        c = torch.randint(-127, 128, (n,), dtype=torch.int8, generator=g)
+        x_eager, m_eager, y_eager = x.clone(), torch.empty(n, dtype=torch.bfloat16), torch.empty(n)
+        f(x_eager, m_eager, bits, c, y_eager)
+        m, y = torch.empty(n, dtype=torch.bfloat16), torch.empty(n)
         torch._dynamo.reset()
         with inductor_config.patch(fx_graph_cache=False), _compat.wide_lowp_tiles():
-            _, code = run_and_get_code(torch.compile(f, dynamic=False), x, m, bits)
-        assert (cpp.TilingSelect.select_tiling, cpp.CppVecOverrides.to_dtype_bitcast) == before
+            _, code = run_and_get_code(torch.compile(f, dynamic=False), x, m, bits, c, y)
+        assert (cpp.TilingSelect.select_tiling, cpp.CppVecOverrides.to_dtype_bitcast,
+                cpp.CppVecKernel._get_vec_load_line) == before
+        assert torch.equal(x, x_eager) and torch.equal(y, y_eager)
+        assert torch.equal(m.view(torch.int16), m_eager.view(torch.int16))
         src = "\n".join(code)
-        assert "+=static_cast<int64_t>(16L)" in src and "c10::bit_cast" not in src
-        assert torch.equal(x, x_eager) and torch.equal(m.view(torch.int16), m_eager.view(torch.int16))
+        if str(isa) in ("avx2", "avx512"):
+            assert f"+=static_cast<int64_t>({isa.nelements(torch.bfloat16)}L)" in src
+            assert "c10::bit_cast" not in src
+            assert "_mm_loadu_si128" in src if str(isa) == "avx2" else "_mm256_loadu_si256" in src

@@ -110,7 +110,10 @@ def wide_lowp_tiles() -> Iterator[None]:
       float32-only statement (a parameter's update beside its bfloat16 moments) makes every 16-bit load and
       store a half vector (8-bit ones a quarter) moved through a stack buffer;
     * a float32 ↔ int32 reinterpretation (``view(dtype)``) of a vector is a register cast, where Inductor
-      copies it element by element through two stack buffers.
+      copies it element by element through two stack buffers;
+    * an integer load of a whole tile is one plain load (a full vector, or a half or quarter one into the low
+      lanes), where ATen's counted integer ``loadu`` fills a stack buffer and reloads it (a stalled
+      store-to-load forward per vector).
 
     Where this torch's code generator is not as expected, it is left as it is."""
     try:
@@ -119,6 +122,7 @@ def wide_lowp_tiles() -> Iterator[None]:
         get_bodies, dtypes_of = cpp._get_loop_body, cpp._get_dtype_from_loopbodies
         bitcast = cpp.CppVecOverrides.to_dtype_bitcast
         kernel_of = cpp.V
+        load_line = cpp.CppVecKernel._get_vec_load_line
     except (ImportError, AttributeError):
         yield
         return
@@ -153,13 +157,36 @@ def wide_lowp_tiles() -> Iterator[None]:
                     f"at::vec::cast<{words[dtype]}>({x}[1]))")
         return bitcast(x, dtype, src_dtype)
 
+    integers = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
+
+    def vec_load_line(self: Any, var: str, index: Any, dtype: torch.dtype, load_mask: Any = None) -> str:
+        nbytes = self.tiling_factor * dtype.itemsize
+        if (dtype not in integers or load_mask is not None or self.tail_size
+                or self._get_num_vectors(dtype) != 1 or nbytes * 8 > self.vec_isa.bit_width()):
+            return load_line(self, var, index, dtype, load_mask)
+        vec = self._get_vec_type(dtype)
+        at = f"{var} + {cpp.cexpr_index(index)}" if index != 0 else var
+        if nbytes * 8 == self.vec_isa.bit_width():
+            return f"{vec}::loadu({at})"
+        # into the low lanes (the conversions that follow read no others), by the ISA's own narrower load
+        half = {("avx2", 16): ("_mm256_castsi128_si256", "_mm_loadu_si128", "__m128i"),
+                ("avx512", 16): ("_mm512_castsi128_si512", "_mm_loadu_si128", "__m128i"),
+                ("avx512", 32): ("_mm512_castsi256_si512", "_mm256_loadu_si256", "__m256i")}.get((str(self.vec_isa),
+                                                                                                 nbytes))
+        if half is None:
+            return load_line(self, var, index, dtype, load_mask)
+        widen, load, part = half
+        return f"{vec}({widen}({load}(reinterpret_cast<const {part}*>({at}))))"
+
     cpp.TilingSelect.select_tiling = select_tiling
     cpp.CppVecOverrides.to_dtype_bitcast = staticmethod(to_dtype_bitcast)
+    cpp.CppVecKernel._get_vec_load_line = vec_load_line
     try:
         yield
     finally:
         cpp.TilingSelect.select_tiling = select
         cpp.CppVecOverrides.to_dtype_bitcast = staticmethod(bitcast)
+        cpp.CppVecKernel._get_vec_load_line = load_line
 
 
 def compiled_graph(fn: Any) -> Any:
