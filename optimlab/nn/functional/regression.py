@@ -73,6 +73,15 @@ def _scratch(numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     return buf[:numel]
 
 
+def _slope(x: Tensor, y: Tensor, a: float, k: float | None) -> Tensor:
+    """``∂ℓ/∂x = a·c`` of :class:`_ClampedQuadratic`'s loss in differentiable ops (double backward): ``c = d`` where
+    ``|d| < k`` strictly, ``±k`` beyond, and ``d`` detached at NaN (derivative 0), as torch's double backward."""
+    c = d = x - y
+    if k is not None:
+        c = torch.where(d.abs() < k, d, torch.where(d.isnan(), d.detach(), d.sign() * k))
+    return c * a
+
+
 class _ClampedQuadratic(torch.autograd.Function):
     """``ℓ = a·c·(d - ½c)`` with ``d = x - y`` and ``c = clamp(d, -k, k)`` (``k = None``: ``c = d``, ``ℓ = (a/2)·d²``),
     reduced by :func:`optimlab.nn._reduction.reduce`; ``∂ℓ/∂x = a·c`` times the reduction's scale.
@@ -98,10 +107,7 @@ class _ClampedQuadratic(torch.autograd.Function):
         x, y = ctx.saved_tensors
         a, k = ctx.a, ctx.k
         if torch.is_grad_enabled():  # double backward: differentiable ops
-            c = d = x - y
-            if k is not None:
-                c = torch.where(d.abs() < k, d, torch.where(d.isnan(), d.detach(), d.sign() * k))
-            gx = grad * (c * (a * ctx.scale))
+            gx = grad * _slope(x, y, a * ctx.scale, k)
         else:
             gx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
             scale = grad * (a * ctx.scale) if grad.dim() == 0 else None
@@ -147,11 +153,8 @@ class _SmallQuadratic(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, y, slope = ctx.saved_tensors
         grad = element_grad(grad, x, ctx.reduction)
-        if torch.is_grad_enabled():  # create_graph: differentiable, [|d| < k] strictly and 0 at NaN as torch's
-            c = d = x - y
-            if ctx.k is not None:
-                c = torch.where(d.abs() < ctx.k, d, torch.where(d.isnan(), d.detach(), d.sign() * ctx.k))
-            gx = grad * (c * ctx.a)
+        if torch.is_grad_enabled():  # create_graph: differentiable ops
+            gx = grad * _slope(x, y, ctx.a, ctx.k)
         else:
             gx = slope * grad
         gy = -gx if ctx.needs_input_grad[1] else None
