@@ -82,6 +82,16 @@ def _slope(x: Tensor, y: Tensor, a: float, k: float | None) -> Tensor:
     return c * a
 
 
+def _unscaled_(d: Tensor, k: float | None, c: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """:class:`_ClampedQuadratic`'s loss over its factor (``a`` with k, ``a/2`` without), in place of ``d``:
+    ``c·(d - ½c)`` with ``c = clamp(d, -k, k)`` (into ``c`` when given; returned), ``d²`` without k (c: None).
+    The eager passes' one statement of it; :func:`quadratic` is its differentiable composition."""
+    if k is None:
+        return d.mul_(d), None
+    c = torch.clamp(d, -k, k) if c is None else torch.clamp(d, -k, k, out=c)
+    return d.sub_(c, alpha=0.5).mul_(c), c
+
+
 class _ClampedQuadratic(torch.autograd.Function):
     """``ℓ = a·c·(d - ½c)`` with ``d = x - y`` and ``c = clamp(d, -k, k)`` (``k = None``: ``c = d``, ``ℓ = (a/2)·d²``),
     reduced by :func:`optimlab.nn._reduction.reduce`; ``∂ℓ/∂x = a·c`` times the reduction's scale.
@@ -129,23 +139,17 @@ class _SmallQuadratic(torch.autograd.Function):
     """:class:`_ClampedQuadratic` for a small recorded Huber / smooth L1 input (at most :data:`_SMALL` elements; one
     shape and dtype, no weights): one autograd node whose forward also makes the gradient's slope ``a·c`` and keeps
     it (one input-sized tensor, where the composition of primitives kept three in five nodes), so backward is one
-    multiplication: (32, 10) forward + backward 1.75× → 1.5× torch's. MSE keeps its 3-node composition (1.0–1.3×
-    against 1.35× through this Function). Under ``create_graph`` the gradient is recomputed from the inputs with
-    differentiable ops, as :class:`_ClampedQuadratic`'s."""
+    multiplication (docs/losses.md has the timings; MSE's 3-node composition is cheaper than this Function). Under
+    ``create_graph`` the gradient is recomputed from the inputs with differentiable ops, as
+    :class:`_ClampedQuadratic`'s."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, y: Tensor, a: float, k: float | None, reduction: str) -> Tensor:
-        d = torch.sub(x, y)
-        if k is None:  # ℓ = (a/2)·d², slope a·d (MSE: a = 2, d + d exactly)
-            slope = torch.add(d, d) if a == 2 else d * a
-            loss = d.mul_(d) if a == 2 else d.mul_(d).mul_(a / 2)
-        else:  # ℓ = a·c·(d - c/2), slope a·c
-            c = torch.clamp(d, -k, k)
-            loss = d.sub_(c, alpha=0.5).mul_(c)
-            if a != 1:
-                loss, c = loss.mul_(a), c.mul_(a)
-            slope = c
-        ctx.save_for_backward(x, y, slope)
+    def forward(ctx: Any, x: Tensor, y: Tensor, a: float, k: float, reduction: str) -> Tensor:
+        loss, c = _unscaled_(torch.sub(x, y), k)
+        assert c is not None
+        if a != 1:
+            loss, c = loss.mul_(a), c.mul_(a)
+        ctx.save_for_backward(x, y, c)  # the slope a·c
         ctx.a, ctx.k, ctx.reduction = a, k, reduction
         return reduced(loss, reduction)
 
@@ -172,11 +176,7 @@ def _quadratic_pieces(x: Tensor, y: Tensor, a: float, k: float | None, reduction
     buf = work[: pieces[0][0].numel()].view(pieces[0][0].shape)
     cbuf = None if k is None else work[pieces[0][0].numel():].view(pieces[0][0].shape)
     for i, (xp, yp, *rest) in enumerate(pieces):
-        d = torch.sub(xp, yp, out=buf[: xp.size(0)])
-        if cbuf is None:  # c = d, ℓ = d² (the factor a/2 comes last)
-            loss = d.mul_(d)
-        else:
-            loss = d.sub_(torch.clamp(d, -k, k, out=cbuf[: xp.size(0)]), alpha=0.5).mul_(cbuf[: xp.size(0)])
+        loss, _ = _unscaled_(torch.sub(xp, yp, out=buf[: xp.size(0)]), k, None if cbuf is None else cbuf[: xp.size(0)])
         if out is None:
             torch.sum(loss.to(dtype), list(range(loss.dim())), dtype=acc, out=sums[i])
         else:
