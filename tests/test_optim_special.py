@@ -57,6 +57,9 @@ def test_signature_matches_torch(name: str) -> None:
     sig_o, sig_t = inspect.signature(mine.__init__), inspect.signature(theirs.__init__)
     got = [(p.name, p.kind, p.default) for p in sig_o.parameters.values()]
     want = [(p.name, p.kind, p.default) for p in sig_t.parameters.values()]
+    if got and got[-1][0] == "state_dtype":  # issue 27: Muon's stored momentum, keyword-only, off by default
+        assert got[-1] == ("state_dtype", inspect.Parameter.KEYWORD_ONLY, None)
+        got = got[:-1]
     if got and got[-1][0] == "fused" and "fused" not in sig_t.parameters:
         # optimlab's one extension (issue 10, Adafactor): a trailing keyword-only fused=None
         assert got[-1] == ("fused", inspect.Parameter.KEYWORD_ONLY, None)

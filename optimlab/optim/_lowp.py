@@ -193,7 +193,8 @@ def _expand(state: Any, rule: Callable[..., Any], lists: Sequence[Sequence[Any]]
     prms = inspect.signature(rule).parameters
     names = list(prms)
     n = sum(prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD) for prm in prms.values())
-    state_pos = tuple(j for j in range(2, n) if names[j] != "step")
+    outputs = spec_of(rule).outputs
+    state_pos = tuple(j for j in range(2, n) if names[j] != "step" and names[j] not in outputs)
     low, plain = [], []
     for i, p in enumerate(lists[0]):
         st = state[p]

@@ -34,6 +34,8 @@ class RuleSpec:
         inductor: Inductor settings of this rule's kernels (those this torch does not know are left out).
         wide_tiles: CPU loops that move 16-bit values take 16-element vector tiles even where one of their
             statements is float32 only (:func:`._compat.wide_lowp_tiles`).
+        outputs: positional arguments that are the step's scratch outputs, not state (Muon's bfloat16
+            Newton–Schulz input): ``state_dtype=`` does not store them.
     """
 
     slots: int | None = None
@@ -46,6 +48,7 @@ class RuleSpec:
     own_lr_dtype: bool = False
     inductor: Mapping[str, Any] = field(default_factory=dict)
     wide_tiles: bool = False
+    outputs: tuple[str, ...] = ()
 
 
 _DEFAULT = RuleSpec()

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import _fused
+from . import _fused, _lowp
 from ._rule import fused_rule
 from .optimizer import Optimizer, to_scalar, validate
 
@@ -56,7 +56,7 @@ def lr_ratio(adjust_lr_fn: str | None, shape: torch.Size) -> float:
     return 1.0
 
 
-@fused_rule(slots=2, eager_fma=True, own_lr_dtype=True)
+@fused_rule(slots=2, eager_fma=True, own_lr_dtype=True, outputs=("out",))
 def muon_momentum_rule(p: Tensor, g: Tensor, buf: Tensor, out: Tensor, *, lr: Any, weight_decay: float,
                        momentum: float, nesterov: bool) -> None:
     """θ ← θ(1-γλ);  B ← μB + (1-μ)g;  out ← lerp(g, B, μ) (Nesterov) or B, rounded to ``out``'s dtype
@@ -68,13 +68,13 @@ def muon_momentum_rule(p: Tensor, g: Tensor, buf: Tensor, out: Tensor, *, lr: An
     out.copy_(g.lerp(buf, momentum) if nesterov else buf)
 
 
-def orthogonalise(update: Tensor, buf: Tensor, *, nesterov: bool, ns_coefficients: tuple[float, float, float],
-                  ns_steps: int, eps: float) -> Tensor:
+def orthogonalise(update: Tensor, buf: Tensor | None, *, nesterov: bool,
+                  ns_coefficients: tuple[float, float, float], ns_steps: int, eps: float) -> Tensor:
     """NS(update), from the bfloat16 ``update`` that :func:`muon_momentum_rule` wrote (normalised in
     place). A bfloat16 buffer without Nesterov is normalised too, as torch's: there its ``.bfloat16()``
-    is the buffer itself."""
+    is the buffer itself (``buf`` None: a stored ``state_dtype=`` buffer, which keeps the rule's value)."""
     ortho = newton_schulz(update, ns_coefficients, ns_steps, eps)
-    if not nesterov and buf.dtype == torch.bfloat16:
+    if not nesterov and buf is not None and buf.dtype == torch.bfloat16:
         buf.copy_(update)
     return ortho
 
@@ -131,14 +131,20 @@ class Muon(Optimizer):
             run eagerly in between, as on the unfused path (on CPU bit for bit with it). Not a
             GradScaler-aware step (no ``_step_supports_amp_scaling``, as torch's Muon): GradScaler
             unscales the gradients and skips inf/NaN steps on the host itself.
+        state_dtype (optional): the momentum buffer stored in ``torch.bfloat16`` (stochastic rounding) or
+            ``"int8"`` (blockwise codes), as the elementwise optimizers' option (:mod:`._lowp`; optimlab's
+            extension, default: None, i.e. the parameter's dtype). The buffer then keeps the rule's value
+            for bfloat16 parameters too (torch normalises it in place there without Nesterov).
 
     State per parameter: ``momentum_buffer``. Non-2-D parameters raise ``ValueError`` at construction.
     """
 
+    _lowp_state = {"momentum_buffer": True}
+
     def __init__(self, params: Any, lr: float | Tensor = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
                  nesterov: bool = True, ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
                  eps: float = EPS, ns_steps: int = NS_STEPS, adjust_lr_fn: str | None = None, *,
-                 fused: bool | None = None) -> None:
+                 fused: bool | None = None, state_dtype: Any = None) -> None:
         validate(not (isinstance(lr, Tensor) and lr.numel() != 1), "Tensor lr must be 1-element")
         validate(0.0 <= lr, f"Learning rate should be >= 0 but is: {lr}")
         validate(0.0 <= momentum, f"momentum should be >= 0 but is: {momentum}")
@@ -149,6 +155,7 @@ class Muon(Optimizer):
                         ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn)
         if fused is not None:  # optimlab's extension (torch has no fused variant): kept out of torch's defaults
             defaults["fused"] = fused
+        defaults.update(_lowp.options(state_dtype, None, defaults))
         super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
@@ -172,11 +179,12 @@ class Muon(Optimizer):
                     if group.get("fused"):
                         self._check_fused(p)
                     state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+                    self._compact(p, group)
                 params.append(p)
                 bufs.append(state["momentum_buffer"])
             lr = to_scalar(group["lr"])  # a tensor lr stays a tensor: torch's rounding
-            if params and _fused.active(group, params):
-                self._fused_step(group, params, bufs, lr)
+            if params and (_fused.active(group, params) or _lowp.enabled(group)):
+                self._parts_step(group, params, bufs, lr)
                 continue
             for p, buf in zip(params, bufs, strict=True):
                 muon_rule(p, p.grad, buf, lr=lr, weight_decay=group["weight_decay"], momentum=group["momentum"],
@@ -184,20 +192,21 @@ class Muon(Optimizer):
                           ns_steps=group["ns_steps"], eps=group["eps"], adjust_lr_fn=group["adjust_lr_fn"])
         return loss
 
-    def _fused_step(self, group: dict[str, Any], params: list[Tensor], bufs: list[Tensor], lr: Any) -> None:
-        """``fused=True``: :func:`muon_momentum_rule` and :func:`muon_update_rule` compiled (one kernel
-        each for all shapes; γ'/γ enters as a 0-d tensor per parameter), Newton–Schulz eager between them.
+    def _parts_step(self, group: dict[str, Any], params: list[Tensor], bufs: list[Tensor], lr: Any) -> None:
+        """``fused=True`` or ``state_dtype=``: :func:`muon_momentum_rule` over all parameters first (compiled,
+        and/or loading and storing the stored buffer, through :meth:`Optimizer._apply`), Newton–Schulz eager,
+        then :func:`muon_update_rule` (compiled: one kernel for all shapes, γ'/γ a 0-d tensor per parameter).
         The bfloat16 Newton–Schulz inputs are scratch tensors of this step, not state."""
         grads = [p.grad for p in params]
         for g in grads:
             validate(g.dim() == 2, "Param gradient must be a 2D matrix")
         updates = [torch.empty_like(g, dtype=torch.bfloat16) for g in grads]
-        _fused.apply(self, muon_momentum_rule, group, [params, grads, bufs, updates],
-                     {"lr": lr, "weight_decay": group["weight_decay"], "momentum": group["momentum"],
-                      "nesterov": group["nesterov"]})
+        self._apply(muon_momentum_rule, group, [params, grads, bufs, updates], lr=lr,
+                    weight_decay=group["weight_decay"], momentum=group["momentum"], nesterov=group["nesterov"])
         ns = {"nesterov": group["nesterov"], "ns_coefficients": group["ns_coefficients"], "ns_steps": group["ns_steps"],
               "eps": group["eps"]}
-        orthos = [orthogonalise(u, b, **ns) for u, b in zip(updates, bufs, strict=True)]
+        stored = _lowp.enabled(group)
+        orthos = [orthogonalise(u, None if stored else b, **ns) for u, b in zip(updates, bufs, strict=True)]
         if not _fused.active(group, params):  # the first kernel could not be compiled (warned once)
             for p, o in zip(params, orthos, strict=True):
                 muon_update_rule(p, o, lr_ratio(group["adjust_lr_fn"], p.shape), lr=lr)
