@@ -70,7 +70,8 @@ def _suite() -> Any:
 
 suite = _suite()
 
-#: the elementwise optimizers (optim_suite's hyperparameters); Adafactor and Muon have no state_dtype
+#: the elementwise optimizers (optim_suite's hyperparameters); Adafactor has no state_dtype, and Muon's (its momentum
+#: only) is left out: 2-D parameters only, and its step time is the Newton–Schulz matmuls
 ALGOS: list[tuple[str, dict[str, Any]]] = [(n, kw) for n, kw, _ in suite.ALGOS if n not in ("Adafactor", "Muon")]
 #: optimlab's precisions: label -> state_dtype
 OURS: dict[str, Any] = {"fp32": None, "bf16": torch.bfloat16, "int8": "int8"}
