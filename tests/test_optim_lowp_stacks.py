@@ -424,3 +424,39 @@ def test_compiled_step_fullgraph_from_the_first_step(mode):
     ours = _compile_run(mode, "eager", fullgraph=True)
     assert ours[2][-1] == ours[2][1], ours[2]
     _assert_close_to_eager(ours, _compile_run(mode, None), mode)
+
+
+def _muon_run(mode: str, backend: str | None) -> tuple[list[nn.Parameter], torch.optim.Optimizer, list[int]]:
+    """Muon(state_dtype=mode) as :func:`_compile_run`, from the first step, on two matrices (compact and float32
+    momentum)."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    params = [nn.Parameter(torch.randn(s, generator=g)) for s in [(32, 256), (8, 5)]]
+    opt = oo.Muon(params, lr=0.02, state_dtype=mode)
+    counter = GraphCounter(backend) if backend else None
+    step = torch.compile(opt.step, backend=counter) if counter else opt.step
+    graphs = []
+    for i in range(4):
+        gg = torch.Generator().manual_seed(100 + i)
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gg)
+        step()
+        graphs.append(counter.graphs if counter else 0)
+    return params, opt, graphs
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_muon_stored_momentum_compiled(mode):
+    """Muon's stored momentum under ``torch.compile`` (``aot_eager``, from the first step): no graph added after
+    the second step, the buffer stays compact, and the run matches the eager one (tolerances as above)."""
+    (a, oa, graphs), (b, ob, _) = _muon_run(mode, "aot_eager"), _muon_run(mode, None)
+    assert graphs[0] >= 1 and graphs[-1] == graphs[1], graphs
+    assert oa.state[a[0]]["momentum_buffer"].dtype == (torch.int8 if mode == "int8" else torch.bfloat16)
+    for p, q in zip(a, b, strict=True):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-4)
+        v, w = oa.state[p]["momentum_buffer"], ob.state[q]["momentum_buffer"]
+        if v.dtype == torch.int8:
+            assert int((v.int() - w.int()).abs().max()) <= 1
+        else:
+            torch.testing.assert_close(v.float(), w.float(), rtol=1e-2, atol=1e-5)
