@@ -74,6 +74,11 @@ def soft_margin_loss(input: Tensor, target: Tensor, size_average: bool | None = 
     return apply(_SoftMargin, input, target, reduction)
 
 
+def _soft_slope(y: Tensor, z: Tensor, scale: float, own_z: bool) -> Tensor:
+    """``-scale·y·z / (1 + z)`` (eager, torch's op order); ``own_z``: ``z`` may be overwritten (no copy of it)."""
+    return torch.mul(y, z).mul_(-scale).div_(z.add_(1) if own_z else z.add(1))
+
+
 class _SoftMargin(torch.autograd.Function):
     """``reduce(log(1 + z))`` with ``z = exp(-y·x)``; ``∂/∂x = -y·z / (1 + z)`` times the reduction's scale, in torch's
     op order (so an overflowing ``z`` gives its NaN gradient). Only the inputs are kept for backward, as torch's
@@ -86,7 +91,7 @@ class _SoftMargin(torch.autograd.Function):
         z = torch.mul(x, y).neg_().exp_()
         slope = None
         if ctx.needs_input_grad[0] and x.numel() <= _FMAX_MAX and x.shape == y.shape:  # small: the slope now,
-            slope = torch.mul(y, z).mul_(-ctx.scale).div_(z.add(1))  # backward's op order (one op there, not 7)
+            slope = _soft_slope(y, z, ctx.scale, own_z=False)  # (backward is then one op, not 7)
         ctx.save_for_backward(x, y, slope)
         loss = z.log1p_()
         return R.reduce(loss if loss.dtype == x.dtype else loss.to(x.dtype), reduction)  # a no-op .to costs µs
@@ -103,9 +108,7 @@ class _SoftMargin(torch.autograd.Function):
         if graph:  # create_graph, or traced: out of place
             z = torch.exp(-(x * y))
             return (y * z * -ctx.scale / (z + 1) * grad).to(x.dtype), None, None
-        z = torch.mul(x, y).neg_().exp_()
-        g = torch.mul(y, z).mul_(-ctx.scale)
-        g = g.div_(z.add_(1)).mul_(grad)
+        g = _soft_slope(y, torch.mul(x, y).neg_().exp_(), ctx.scale, own_z=True).mul_(grad)
         return (g if g.dtype == x.dtype else g.to(x.dtype)), None, None
 
 
